@@ -1,0 +1,84 @@
+"""API primitives shared by every app: the error format of CONTRACTS.md and permission checks."""
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class Conflict(exceptions.APIException):
+    """The request is valid but the current state does not allow it (409, nothing changed)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The current state does not allow this."
+    default_code = "conflict"
+
+    def __init__(self, detail=None, **extra):
+        super().__init__(detail)
+        self.extra = extra
+
+
+_ERROR_NAMES = {
+    status.HTTP_401_UNAUTHORIZED: "unauthenticated",
+    status.HTTP_403_FORBIDDEN: "forbidden",
+    status.HTTP_404_NOT_FOUND: "not_found",
+    status.HTTP_405_METHOD_NOT_ALLOWED: "method_not_allowed",
+    status.HTTP_406_NOT_ACCEPTABLE: "not_acceptable",
+    status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: "unsupported_media_type",
+    status.HTTP_429_TOO_MANY_REQUESTS: "throttled",
+}
+
+
+def validation_fields(detail) -> dict:
+    """Field → list of reasons, whatever shape DRF produced (dict, list or a single string)."""
+    if isinstance(detail, dict):
+        return {
+            field: reasons if isinstance(reasons, list | dict) else [reasons]
+            for field, reasons in detail.items()
+        }
+    if isinstance(detail, list):
+        return {"non_field_errors": detail}
+    return {"non_field_errors": [detail]}
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = {"error": "validation", "fields": validation_fields(exc.detail)}
+    elif isinstance(exc, exceptions.ParseError):
+        response.data = {"error": "validation", "fields": {"body": [str(exc.detail)]}}
+    elif isinstance(exc, Conflict):
+        response.data = {"error": "conflict", "detail": str(exc.detail), **exc.extra}
+    else:
+        detail = response.data.get("detail", "") if isinstance(response.data, dict) else ""
+        response.data = {
+            "error": _ERROR_NAMES.get(response.status_code, "error"),
+            "detail": str(detail),
+        }
+    return response
+
+
+def permission_required(*perms: str) -> type[BasePermission]:
+    """A DRF permission class admitting users who hold every one of `perms` (via their role)."""
+
+    class HasPermissions(BasePermission):
+        required = perms
+
+        def has_permission(self, request, view):
+            user = request.user
+            return bool(user and user.is_authenticated and user.has_perms(perms))
+
+    HasPermissions.__name__ = "Has_" + "_".join(p.replace(".", "_") for p in perms)
+    return HasPermissions
+
+
+def error_response(http_status: int, error: str, **body) -> Response:
+    return Response({"error": error, **body}, status=http_status)

@@ -1,0 +1,46 @@
+"""Default Celery beat schedules, created once in django-celery-beat's tables.
+
+Ops edit them in the admin afterwards; migrate only adds the ones that are missing and never
+overwrites an edited interval (beat's own `beat_schedule` sync would).
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DefaultSchedule:
+    name: str
+    task: str
+    every_seconds: int | None = None
+    crontab: dict | None = None  # e.g. {"minute": "0", "hour": "9"}
+
+
+DEFAULT_SCHEDULES: list[DefaultSchedule] = [
+    DefaultSchedule("oms: worker heartbeat", "oms.heartbeat", every_seconds=60),
+]
+
+
+def ensure_default_schedules(**kwargs) -> int:
+    from django.conf import settings
+    from django_celery_beat.models import (
+        CrontabSchedule,
+        IntervalSchedule,
+        PeriodicTask,
+    )
+
+    created = 0
+    for default in DEFAULT_SCHEDULES:
+        if PeriodicTask.objects.filter(name=default.name).exists():
+            continue
+        if default.crontab is not None:
+            crontab, _ = CrontabSchedule.objects.get_or_create(
+                timezone=settings.TIME_ZONE, **default.crontab
+            )
+            PeriodicTask.objects.create(name=default.name, task=default.task, crontab=crontab)
+        else:
+            interval, _ = IntervalSchedule.objects.get_or_create(
+                every=default.every_seconds, period=IntervalSchedule.SECONDS
+            )
+            PeriodicTask.objects.create(name=default.name, task=default.task, interval=interval)
+        created += 1
+    return created
