@@ -3,22 +3,11 @@
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import BasePermission, DjangoModelPermissions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-
-class Conflict(exceptions.APIException):
-    """The request is valid but the current state does not allow it (409, nothing changed)."""
-
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The current state does not allow this."
-    default_code = "conflict"
-
-    def __init__(self, detail=None, **extra):
-        super().__init__(detail)
-        self.extra = extra
-
+from . import errors
 
 _ERROR_NAMES = {
     status.HTTP_401_UNAUTHORIZED: "unauthenticated",
@@ -43,7 +32,19 @@ def validation_fields(detail) -> dict:
     return {"non_field_errors": [detail]}
 
 
+def domain_error_response(exc: errors.DomainError) -> Response:
+    if isinstance(exc, errors.Invalid):
+        body = {"error": "validation", "fields": exc.fields}
+    elif isinstance(exc, errors.Conflict):
+        body = {"error": "conflict", "detail": exc.detail, **exc.extra}
+    else:
+        body = {"error": _ERROR_NAMES.get(exc.status_code, "error"), "detail": exc.detail, **exc.extra}
+    return Response(body, status=exc.status_code)
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, errors.DomainError):
+        return domain_error_response(exc)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -55,8 +56,6 @@ def exception_handler(exc, context):
         response.data = {"error": "validation", "fields": validation_fields(exc.detail)}
     elif isinstance(exc, exceptions.ParseError):
         response.data = {"error": "validation", "fields": {"body": [str(exc.detail)]}}
-    elif isinstance(exc, Conflict):
-        response.data = {"error": "conflict", "detail": str(exc.detail), **exc.extra}
     else:
         detail = response.data.get("detail", "") if isinstance(response.data, dict) else ""
         response.data = {
@@ -80,5 +79,11 @@ def permission_required(*perms: str) -> type[BasePermission]:
     return HasPermissions
 
 
-def error_response(http_status: int, error: str, **body) -> Response:
-    return Response({"error": error, **body}, status=http_status)
+class ModelPermissions(DjangoModelPermissions):
+    """Django model permissions, with reads requiring the `view` permission too."""
+
+    perms_map = {
+        **DjangoModelPermissions.perms_map,
+        "GET": ["%(app_label)s.view_%(model_name)s"],
+        "HEAD": ["%(app_label)s.view_%(model_name)s"],
+    }

@@ -27,7 +27,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     # Reads orders and their timelines, adds notes; changes nothing else.
     CUSTOMER_SERVICE: (
         "orders.view_*",
-        "orders.add_ordernote",
+        "orders.add_order_note",
         "inventory.view_warehouse",
         "inventory.view_sku",
         "channels.view_channel",

@@ -17,6 +17,7 @@ class DefaultSchedule:
 
 DEFAULT_SCHEDULES: list[DefaultSchedule] = [
     DefaultSchedule("oms: worker heartbeat", "oms.heartbeat", every_seconds=60),
+    DefaultSchedule("orders: close shipped orders (sweep)", "orders.sweep_shipped", every_seconds=60),
 ]
 
 

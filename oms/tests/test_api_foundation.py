@@ -91,5 +91,5 @@ def test_role_grants_follow_their_patterns_only():
 
     perms = list(Permission.objects.select_related("content_type"))
     cs = {f"{p.content_type.app_label}.{p.codename}" for p in permissions_for("customer_service", perms)}
-    assert all(name.startswith(("orders.view_", "orders.add_ordernote", "inventory.view_",
+    assert all(name.startswith(("orders.view_", "orders.add_order_note", "inventory.view_",
                                 "channels.view_", "alerts.view_")) for name in cs)

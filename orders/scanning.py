@@ -1,0 +1,173 @@
+"""Warehouse scanner events: the only way the physical track moves (CONTRACTS.md).
+
+Idempotent by the client's event_id: a repeat is answered with the original reply. Refusals
+change nothing, except the pack check, whose mismatch is itself a fact worth keeping (the
+wrong-item / empty-parcel check): it is recorded on the timeline and answered 409.
+"""
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from inventory.models import SKU
+from oms.errors import Conflict, Forbidden, Invalid
+
+from .events import SYSTEM, Actor, EventKind, Track, record_event
+from .models import OrderEvent, ScannerEvent, Shipment, Status, WarehouseDevice
+from .services import lock_order, transition
+
+PICK_STARTED, PACK_VERIFIED, OUTBOUND = "pick_started", "pack_verified", "outbound"
+EVENT_TYPES = (PICK_STARTED, PACK_VERIFIED, OUTBOUND)
+ALLOWED_CLOCK_SKEW = timedelta(minutes=5)
+FSM_METHOD = {PICK_STARTED: "start_picking", PACK_VERIFIED: "verify_pack", OUTBOUND: "record_outbound"}
+
+
+@dataclass(frozen=True)
+class ScanReply:
+    status_code: int
+    body: dict
+
+
+def apply_scanner_event(device: WarehouseDevice, event: dict) -> ScanReply:
+    """`event` is validated by the API serializer (event_id is a UUID, scanned_at aware)."""
+    try:
+        return _apply(device, event)
+    except IntegrityError:
+        # Two requests with one event_id for different orders raced past the order lock:
+        # the unique key decided, answer with what was stored.
+        original = ScannerEvent.objects.filter(event_id=event["event_id"]).first()
+        if original is None:
+            raise
+        return _replay(original, device)
+
+
+def _replay(original: ScannerEvent, device: WarehouseDevice) -> ScanReply:
+    if original.device_id != device.pk:
+        raise Conflict("this event_id was already used by another device", event_id=str(original.event_id))
+    return ScanReply(200 if original.response_status < 300 else original.response_status, original.response)
+
+
+@transaction.atomic
+def _apply(device: WarehouseDevice, event: dict) -> ScanReply:
+    original = ScannerEvent.objects.filter(event_id=event["event_id"]).first()
+    if original is not None:
+        return _replay(original, device)
+    order = lock_order(event["order_no"])
+    # A concurrent request with the same event_id may have committed while we waited.
+    original = ScannerEvent.objects.filter(event_id=event["event_id"]).first()
+    if original is not None:
+        return _replay(original, device)
+
+    if order.warehouse_id != device.warehouse_id:
+        where = order.warehouse.code if order.warehouse else "no warehouse"
+        raise Forbidden(
+            f"order {order.order_no} is routed to {where}, not to this device's warehouse "
+            f"{device.warehouse.code}"
+        )
+    scanned_at = event["scanned_at"]
+    if scanned_at > timezone.now() + ALLOWED_CLOCK_SKEW:
+        raise Invalid({"scanned_at": [f"{scanned_at.isoformat()} is in the future"]})
+    last_scan = _last_scan_at(order)
+    if last_scan and scanned_at < last_scan:
+        raise Conflict(
+            f"out of order: scanned at {scanned_at.isoformat()}, before the last recorded scan "
+            f"at {last_scan.isoformat()}",
+            state={"status": order.status, "fulfilment": order.fulfilment},
+        )
+    if order.status not in (Status.APPROVED, Status.SHIP_REQUESTED):
+        raise Conflict(
+            f"order {order.order_no} is {order.status}: the warehouse must not work on it",
+            state={"status": order.status, "fulfilment": order.fulfilment},
+            allowed=[],
+        )
+
+    actor = Actor.for_device(device)
+    station = event.get("station") or device.name
+    context = {"station": station, "operator": event.get("operator", ""), "event_id": str(event["event_id"])}
+    if event["type"] == PACK_VERIFIED:
+        difference = pack_difference(order, event["items"])
+        if difference:
+            return _refuse_pack(order, device, event, actor, station, difference, context)
+
+    order.last_location = station
+    transition(
+        order, FSM_METHOD[event["type"]], actor, at=scanned_at, kind=EventKind.SCAN,
+        summary=f"{event['type'].replace('_', ' ')} at {station}", payload=context,
+    )
+    if event["type"] == OUTBOUND:
+        _create_shipment(order, event, scanned_at)
+        if order.status == Status.SHIP_REQUESTED:
+            transition(order, "mark_shipped", SYSTEM, at=scanned_at,
+                       summary=f"shipped: outbound scan at {station}, {event['carrier']} {event['tracking_no']}")
+    body = {"order_no": order.order_no, "status": order.status, "fulfilment": order.fulfilment}
+    _store(device, order, event, 201, body)
+    return ScanReply(201, body)
+
+
+def _last_scan_at(order) -> datetime | None:
+    return (
+        OrderEvent.objects.filter(order=order, kind=EventKind.SCAN)
+        .order_by("-at").values_list("at", flat=True).first()
+    )
+
+
+def pack_difference(order, items: list[dict]) -> dict:
+    """Scanned barcodes against the order's lines; empty when they match exactly."""
+    barcodes = [item["barcode"] for item in items]
+    known = set(SKU.objects.filter(barcode__in=barcodes).values_list("barcode", flat=True))
+    unknown = sorted({b for b in barcodes if b not in known})
+    if unknown:
+        raise Invalid({
+            f"items[{i}].barcode": [f"unknown barcode {item['barcode']}"]
+            for i, item in enumerate(items) if item["barcode"] in unknown
+        })
+    expected = Counter()
+    for barcode, quantity in order.lines.values_list("sku__barcode", "quantity"):
+        expected[barcode] += quantity
+    scanned = Counter()
+    for item in items:
+        scanned[item["barcode"]] += item["quantity"]
+    missing = {b: q - scanned[b] for b, q in expected.items() if scanned[b] < q}
+    extra = {b: q - expected[b] for b, q in scanned.items() if q > expected[b]}
+    return {"missing": missing, "unexpected": extra} if missing or extra else {}
+
+
+def _refuse_pack(order, device, event, actor, station, difference, context) -> ScanReply:
+    record_event(
+        order, track=Track.SYSTEM, kind=EventKind.SCAN, actor=actor, at=event["scanned_at"],
+        summary=f"pack check failed at {station}: scanned items differ from the order",
+        payload={**context, "difference": difference, "scanned": event["items"]},
+    )
+    body = {
+        "error": "conflict",
+        "detail": "scanned items do not match the order lines",
+        "difference": difference,
+        "state": {"status": order.status, "fulfilment": order.fulfilment},
+    }
+    _store(device, order, event, 409, body)
+    return ScanReply(409, body)
+
+
+def _create_shipment(order, event, outbound_at) -> Shipment:
+    taken = Shipment.objects.filter(carrier=event["carrier"], tracking_no=event["tracking_no"]).first()
+    if taken is not None:
+        raise Conflict(
+            f"tracking number {event['carrier']} {event['tracking_no']} already belongs to "
+            f"order {taken.order.order_no}",
+        )
+    return Shipment.objects.create(
+        order=order, warehouse=order.warehouse, carrier=event["carrier"],
+        tracking_no=event["tracking_no"], outbound_at=outbound_at,
+    )
+
+
+def _store(device, order, event, status_code: int, body: dict) -> None:
+    request = {k: (v.isoformat() if isinstance(v, datetime) else str(v) if k == "event_id" else v)
+               for k, v in event.items()}
+    ScannerEvent.objects.create(
+        event_id=event["event_id"], device=device, order=order, type=event["type"],
+        scanned_at=event["scanned_at"], request=request, response_status=status_code, response=body,
+    )

@@ -1,0 +1,128 @@
+"""Read queries for the order API, the timeline and the customer-service pages."""
+
+from datetime import datetime
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from .identity import masked_hash, normalise_phone, phone_hash
+from .models import EventKind, Order, OrderEvent, Status, Track
+
+# How long an order may sit in a stage before the timeline calls it blocked, and what it is
+# waiting for. Overridable with settings.OMS_STAGE_EXPECTED_SECONDS.
+STAGE_EXPECTATIONS: dict[str, tuple[int, str]] = {
+    Status.PENDING_PAYMENT: (30 * 60, "payment"),
+    Status.PAID: (30 * 60, "review and approval"),
+    Status.ON_HOLD: (8 * 3600, "a decision on the hold"),
+    Status.APPROVED: (4 * 3600, "a ship request"),
+    Status.SHIP_REQUESTED: (4 * 3600, "an outbound scan"),
+    Status.SHIPPED: (48 * 3600, "delivery"),
+    Status.REFUNDING: (24 * 3600, "the refund"),
+}
+
+
+def expected_seconds(stage: str) -> int | None:
+    overrides = getattr(settings, "OMS_STAGE_EXPECTED_SECONDS", {}) or {}
+    if stage in overrides:
+        return overrides[stage]
+    expectation = STAGE_EXPECTATIONS.get(stage)
+    return expectation[0] if expectation else None
+
+
+def order_list() -> QuerySet[Order]:
+    return Order.objects.select_related("channel", "warehouse").prefetch_related(
+        "lines__sku", "shipments"
+    )
+
+
+def order_detail(order_no: str) -> Order:
+    return order_list().get(order_no=order_no)
+
+
+def search_orders(query: str, limit: int = 50) -> tuple[list[Order], bool]:
+    """Order number, channel order id or buyer phone (through the keyed hash).
+
+    Returns the orders and whether some matched only weakly (masked phone prefix + suffix)."""
+    query = (query or "").strip()
+    if not query:
+        return [], False
+    base = Order.objects.select_related("channel", "warehouse", "customer")
+    matches = list(base.filter(Q(order_no=query.upper()) | Q(external_order_id=query))[:limit])
+    weak = False
+    phone = normalise_phone(query)
+    if phone is not None and not matches:
+        exact = phone_hash(phone)
+        by_phone = base.filter(
+            Q(customer__phone_hash=exact) if exact else Q(pk__in=[])
+        ) | base.filter(customer__masked_hash=masked_hash(phone), customer__phone_hash="")
+        matches = list(by_phone.order_by("-placed_at")[:limit])
+        weak = any(o.customer and not o.customer.phone_hash for o in matches)
+    return matches, weak
+
+
+def _seconds(start: datetime, end: datetime) -> int:
+    return max(0, int((end - start).total_seconds()))
+
+
+def timeline(order: Order, now: datetime | None = None) -> dict:
+    """The customer track with time per stage, the full system log, and the blocking point."""
+    now = now or timezone.now()
+    events = list(OrderEvent.objects.filter(order=order).order_by("at", "id"))
+    stages = [
+        (event.to_state, event.at)
+        for event in events
+        if event.track == Track.BUSINESS and event.to_state
+    ]
+    customer_track = []
+    for index, (stage, entered_at) in enumerate(stages):
+        left_at = stages[index + 1][1] if index + 1 < len(stages) else None
+        customer_track.append({
+            "stage": stage,
+            "entered_at": entered_at,
+            "left_at": left_at,
+            "duration_seconds": _seconds(entered_at, left_at or now),
+            "current": left_at is None,
+        })
+    system_log = [
+        {
+            "at": event.at,
+            "track": event.track,
+            "kind": event.kind,
+            "actor": event.actor,
+            "from_state": event.from_state,
+            "to_state": event.to_state,
+            "summary": event.summary,
+            "data": event.payload,
+        }
+        for event in events
+    ]
+    return {
+        "order_no": order.order_no,
+        "status": order.status,
+        "fulfilment": order.fulfilment,
+        "customer_track": customer_track,
+        "system_log": system_log,
+        "blocking": blocking_point(order, customer_track, events, now),
+    }
+
+
+def blocking_point(order: Order, customer_track: list[dict], events, now: datetime) -> dict | None:
+    if not customer_track:
+        return None
+    current = customer_track[-1]
+    limit = expected_seconds(current["stage"])
+    if limit is None or current["duration_seconds"] <= limit:
+        return None
+    last_scan = next((e for e in reversed(events) if e.kind == EventKind.SCAN), None)
+    waiting_for = STAGE_EXPECTATIONS.get(current["stage"], (0, ""))[1]
+    return {
+        "stage": current["stage"],
+        "since": current["entered_at"],
+        "duration_seconds": current["duration_seconds"],
+        "expected_seconds": limit,
+        "waiting_for": waiting_for,
+        "fulfilment": order.fulfilment,
+        "last_location": order.last_location or (last_scan.payload.get("station") if last_scan else None),
+        "last_event_at": events[-1].at if events else None,
+    }

@@ -1,0 +1,208 @@
+import uuid
+from decimal import Decimal
+
+from rest_framework import serializers
+
+from channels.models import MANUAL_CHANNEL_CODE, Channel
+from inventory.models import SKU
+
+from .identity import mask_phone
+from .models import Order, OrderLine, Shipment
+from .scanning import EVENT_TYPES, OUTBOUND, PACK_VERIFIED
+from .services import order_amounts
+
+MONEY = {"max_digits": 14, "decimal_places": 2, "min_value": Decimal("0")}
+
+
+class PartySerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    phone = serializers.CharField(max_length=32)
+
+
+class ReceiverSerializer(PartySerializer):
+    province = serializers.CharField(max_length=32)
+    city = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    district = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    address = serializers.CharField(max_length=255)
+
+
+class LineInputSerializer(serializers.Serializer):
+    sku = serializers.SlugRelatedField(slug_field="code", queryset=SKU.objects.all())
+    quantity = serializers.IntegerField(min_value=1, max_value=100000)
+    unit_price = serializers.DecimalField(**MONEY)
+    discount = serializers.DecimalField(**MONEY, default=Decimal("0"))
+    external_line_id = serializers.CharField(max_length=64, required=False, default="")
+
+
+class OrderInputSerializer(serializers.Serializer):
+    """The order body of CONTRACTS.md (channel webhook and manual entry)."""
+
+    external_order_id = serializers.CharField(max_length=64)
+    status = serializers.ChoiceField(
+        choices=["pending_payment", "paid", "cancelled", "refunded"], default="pending_payment"
+    )
+    placed_at = serializers.DateTimeField(required=False)
+    paid_at = serializers.DateTimeField(required=False)
+    currency = serializers.RegexField(r"^[A-Z]{3}$", default="CNY")
+    buyer = PartySerializer(required=False)
+    receiver = ReceiverSerializer()
+    lines = LineInputSerializer(many=True, allow_empty=False)
+    shipping_fee = serializers.DecimalField(**MONEY, default=Decimal("0"))
+    discount_total = serializers.DecimalField(**MONEY, default=Decimal("0"))
+    payable = serializers.DecimalField(**MONEY)
+
+    def validate(self, data):
+        expected = order_amounts(data)["expected_payable"]
+        if expected != data["payable"]:
+            raise serializers.ValidationError({
+                "payable": [
+                    f"{data['payable']} does not equal lines − discounts + shipping = {expected}"
+                ]
+            })
+        if data.get("placed_at") and data.get("paid_at") and data["paid_at"] < data["placed_at"]:
+            raise serializers.ValidationError({"paid_at": ["is before placed_at"]})
+        return data
+
+
+class ManualOrderSerializer(OrderInputSerializer):
+    channel = serializers.SlugRelatedField(
+        slug_field="code", queryset=Channel.objects.filter(active=True), required=False
+    )
+    external_order_id = serializers.CharField(max_length=64, required=False)
+
+    def validate(self, data):
+        data = super().validate(data)
+        if "channel" not in data:
+            data["channel"] = Channel.objects.get(code=MANUAL_CHANNEL_CODE)
+        data.setdefault("external_order_id", f"M-{uuid.uuid4().hex[:16]}")
+        return data
+
+
+class OrderLineSerializer(serializers.ModelSerializer):
+    sku = serializers.CharField(source="sku.code")
+    barcode = serializers.CharField(source="sku.barcode")
+    name = serializers.CharField(source="sku.name")
+
+    class Meta:
+        model = OrderLine
+        fields = ["line_no", "sku", "barcode", "name", "quantity", "unit_price", "discount"]
+
+
+class ShipmentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Shipment
+        fields = ["carrier", "tracking_no", "outbound_at"]
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    channel = serializers.CharField(source="channel.code")
+    warehouse = serializers.CharField(source="warehouse.code", allow_null=True, default=None)
+    receiver = serializers.SerializerMethodField()
+    lines = OrderLineSerializer(many=True)
+    shipments = ShipmentSerializer(many=True)
+
+    class Meta:
+        model = Order
+        fields = [
+            "order_no", "channel", "external_order_id", "status", "fulfilment", "warehouse",
+            "currency", "goods_amount", "shipping_fee", "discount_amount", "payable_amount",
+            "buyer_name", "receiver", "hold_reason", "cancel_reason", "last_location",
+            "placed_at", "paid_at", "approved_at", "ship_requested_at", "picking_started_at",
+            "packed_at", "physical_outbound_at", "shipped_at", "delivered_at", "completed_at",
+            "cancelled_at", "status_changed_at", "lines", "shipments",
+        ]
+
+    def get_receiver(self, order) -> dict:
+        return {
+            "name": order.receiver_name,
+            "phone": mask_phone(order.receiver_phone) or order.receiver_phone,
+            "province": order.receiver_province,
+            "city": order.receiver_city,
+            "district": order.receiver_district,
+            "address": order.receiver_address,
+        }
+
+
+class RouteSerializer(serializers.Serializer):
+    warehouse = serializers.CharField(max_length=32)
+
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500)
+
+
+class NoteSerializer(serializers.Serializer):
+    text = serializers.CharField(max_length=2000)
+
+
+class ScanItemSerializer(serializers.Serializer):
+    barcode = serializers.CharField(max_length=64)
+    quantity = serializers.IntegerField(min_value=1, max_value=100000)
+
+
+class ScannerEventSerializer(serializers.Serializer):
+    event_id = serializers.UUIDField()
+    order_no = serializers.CharField(max_length=32)
+    type = serializers.ChoiceField(choices=EVENT_TYPES)
+    scanned_at = serializers.DateTimeField()
+    station = serializers.CharField(max_length=64, required=False, default="")
+    operator = serializers.CharField(max_length=64, required=False, default="")
+    items = ScanItemSerializer(many=True, required=False)
+    carrier = serializers.CharField(max_length=32, required=False)
+    tracking_no = serializers.RegexField(r"^[A-Za-z0-9-]{4,64}$", required=False)
+
+    def validate(self, data):
+        errors = {}
+        if data["type"] == PACK_VERIFIED and not data.get("items"):
+            errors["items"] = ["required for pack_verified: every scanned barcode and quantity"]
+        if data["type"] == OUTBOUND:
+            for field in ("carrier", "tracking_no"):
+                if not data.get(field):
+                    errors[field] = ["required for outbound"]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return data
+
+
+class DeviceSerializer(serializers.Serializer):
+    warehouse = serializers.CharField(max_length=32)
+    name = serializers.CharField(max_length=64)
+
+
+class TimelineStageSerializer(serializers.Serializer):
+    stage = serializers.CharField()
+    entered_at = serializers.DateTimeField()
+    left_at = serializers.DateTimeField(allow_null=True)
+    duration_seconds = serializers.IntegerField()
+    current = serializers.BooleanField()
+
+
+class TimelineEntrySerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    track = serializers.CharField()
+    kind = serializers.CharField()
+    actor = serializers.CharField()
+    from_state = serializers.CharField()
+    to_state = serializers.CharField()
+    summary = serializers.CharField()
+    data = serializers.JSONField()
+
+
+class BlockingSerializer(serializers.Serializer):
+    stage = serializers.CharField()
+    since = serializers.DateTimeField()
+    duration_seconds = serializers.IntegerField()
+    expected_seconds = serializers.IntegerField()
+    waiting_for = serializers.CharField()
+    fulfilment = serializers.CharField()
+    last_location = serializers.CharField(allow_null=True)
+    last_event_at = serializers.DateTimeField(allow_null=True)
+
+
+class TimelineSerializer(serializers.Serializer):
+    order_no = serializers.CharField()
+    status = serializers.CharField()
+    fulfilment = serializers.CharField()
+    customer_track = TimelineStageSerializer(many=True)
+    system_log = TimelineEntrySerializer(many=True)
+    blocking = BlockingSerializer(allow_null=True)

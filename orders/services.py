@@ -1,0 +1,316 @@
+"""Every write to an order. One transaction per call; the order row is locked first so
+concurrent calls on one order are serialized and none is lost."""
+
+import hashlib
+import json
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django_fsm import can_proceed, has_transition_perm
+
+from inventory.models import Warehouse
+from oms.errors import Conflict, Forbidden, Invalid, NotFound
+
+from .events import SYSTEM, Actor, EventKind, Track, record_event
+from .identity import identity_for
+from .models import Order, OrderLine, Status
+from .numbers import next_order_no
+
+# Why a transition's condition failed, in words for the person who asked.
+CONDITION_REASONS = {
+    "has_warehouse": "the order has no warehouse yet: route it first",
+    "has_physical_outbound": "the warehouse has not scanned the parcel outbound",
+    "not_physically_out": "the parcel has already left the warehouse",
+    "warehouse_may_work": "the order is not approved for the warehouse to work on",
+}
+
+
+def lock_order(order_no: str) -> Order:
+    try:
+        return Order.objects.select_for_update().select_related("warehouse", "channel").get(
+            order_no=order_no
+        )
+    except Order.DoesNotExist:
+        raise NotFound(f"order {order_no} does not exist") from None
+
+
+def _allowed(order: Order, field: str) -> list[str]:
+    return sorted(t.name for t in getattr(order, f"get_available_{field}_transitions")())
+
+
+def transition(
+    order: Order,
+    name: str,
+    actor: Actor,
+    *,
+    at: datetime | None = None,
+    summary: str = "",
+    kind: str = EventKind.TRANSITION,
+    payload: dict | None = None,
+    **kwargs,
+) -> None:
+    """Run one FSM transition on a locked order, save it and write its OrderEvent."""
+    method = getattr(order, name)
+    fsm_transition = next(iter(method._django_fsm.transitions.values()))
+    field = method._django_fsm.field.name
+    before = getattr(order, field)
+    if not can_proceed(method, check_conditions=False):
+        raise Conflict(
+            f"cannot {name.replace('_', ' ')} an order whose {field} is {before}",
+            state={"status": order.status, "fulfilment": order.fulfilment},
+            allowed=_allowed(order, field),
+        )
+    unmet = [c.__name__ for c in fsm_transition.conditions if not c(order)]
+    if unmet:
+        raise Conflict(
+            f"cannot {name.replace('_', ' ')}: "
+            + "; ".join(CONDITION_REASONS.get(c, c) for c in unmet),
+            state={"status": order.status, "fulfilment": order.fulfilment},
+            allowed=_allowed(order, field),
+        )
+    if actor.user is not None and not has_transition_perm(method, actor.user):
+        raise Forbidden(f"{actor.label} may not {name.replace('_', ' ')} orders")
+    at = at or timezone.now()
+    method(at=at, **kwargs)
+    if field == "status":
+        order.status_changed_at = at
+    order.save()
+    record_event(
+        order,
+        track=Track.BUSINESS if field == "status" else Track.PHYSICAL,
+        kind=kind,
+        actor=actor,
+        at=at,
+        from_state=before,
+        to_state=getattr(order, field),
+        summary=summary or f"{before} → {getattr(order, field)}",
+        payload=payload,
+    )
+
+
+# --- creation -------------------------------------------------------------------------------
+
+
+def payload_hash(data: dict) -> str:
+    canonical = json.dumps(data, sort_keys=True, default=lambda o: getattr(o, "code", str(o)))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def order_amounts(data: dict) -> dict[str, Decimal]:
+    goods = sum((line["unit_price"] * line["quantity"] for line in data["lines"]), Decimal("0"))
+    line_discounts = sum((line.get("discount", Decimal("0")) for line in data["lines"]), Decimal("0"))
+    discount = line_discounts + data.get("discount_total", Decimal("0"))
+    shipping = data.get("shipping_fee", Decimal("0"))
+    return {
+        "goods_amount": goods,
+        "discount_amount": discount,
+        "shipping_fee": shipping,
+        "expected_payable": goods - discount + shipping,
+    }
+
+
+@transaction.atomic
+def create_order(channel, data: dict, actor: Actor) -> tuple[Order, str]:
+    """Create the order, or update it when the channel sends it again.
+
+    `data` is the order input of CONTRACTS.md, validated (line `sku` is an SKU instance).
+    Idempotent on (channel, external_order_id): the same payload again is "unchanged".
+    """
+    digest = payload_hash(data)
+    existing = (
+        Order.objects.select_for_update()
+        .filter(channel=channel, external_order_id=data["external_order_id"])
+        .first()
+    )
+    if existing is not None:
+        return existing, _apply_channel_update(existing, data, digest, actor)
+
+    amounts = order_amounts(data)
+    placed_at = data.get("placed_at") or timezone.now()
+    buyer = data.get("buyer") or {}
+    receiver = data["receiver"]
+    order = Order.objects.create(
+        order_no=next_order_no(channel.order_prefix, placed_at),
+        channel=channel,
+        external_order_id=data["external_order_id"],
+        customer=identity_for(
+            buyer.get("phone") or receiver["phone"],
+            buyer.get("name") or receiver["name"],
+            receiver["address"],
+        ),
+        buyer_name=buyer.get("name", ""),
+        currency=data.get("currency", "CNY"),
+        goods_amount=amounts["goods_amount"],
+        shipping_fee=amounts["shipping_fee"],
+        discount_amount=amounts["discount_amount"],
+        payable_amount=data["payable"],
+        receiver_name=receiver["name"],
+        receiver_phone=receiver["phone"],
+        receiver_province=receiver["province"],
+        receiver_city=receiver.get("city", ""),
+        receiver_district=receiver.get("district", ""),
+        receiver_address=receiver["address"],
+        placed_at=placed_at,
+        status_changed_at=placed_at,
+        source_hash=digest,
+    )
+    OrderLine.objects.bulk_create(
+        OrderLine(
+            order=order,
+            line_no=number,
+            sku=line["sku"],
+            external_line_id=line.get("external_line_id", ""),
+            quantity=line["quantity"],
+            unit_price=line["unit_price"],
+            discount=line.get("discount", Decimal("0")),
+        )
+        for number, line in enumerate(data["lines"], start=1)
+    )
+    record_event(
+        order, track=Track.BUSINESS, kind=EventKind.TRANSITION, actor=actor, at=placed_at,
+        to_state=Status.PENDING_PAYMENT,
+        summary=f"order {order.order_no} created from {channel.code} {order.external_order_id}",
+        payload={"lines": len(data["lines"]), "payable": str(order.payable_amount)},
+    )
+    _follow_channel_status(order, data, actor)
+    return order, "created"
+
+
+def _follow_channel_status(order: Order, data: dict, actor: Actor) -> None:
+    wanted = data.get("status", Status.PENDING_PAYMENT)
+    if wanted in (Status.PAID, Status.CANCELLED, Status.REFUNDED) and order.status == Status.PENDING_PAYMENT:
+        if wanted != Status.CANCELLED or data.get("paid_at"):
+            transition(order, "mark_paid", actor, at=data.get("paid_at") or timezone.now())
+    if wanted == Status.CANCELLED and can_proceed(order.cancel):
+        transition(order, "cancel", actor, reason="cancelled on the channel")
+    if wanted == Status.REFUNDED and can_proceed(order.start_refund):
+        transition(order, "start_refund", actor, summary="refunded on the channel")
+
+
+def _apply_channel_update(order: Order, data: dict, digest: str, actor: Actor) -> str:
+    if order.source_hash == digest:
+        return "unchanged"
+    before = order.status
+    _follow_channel_status(order, data, actor)
+    order.source_hash = digest
+    order.save(update_fields=["source_hash", "updated_at"])
+    record_event(
+        order, track=Track.SYSTEM, kind=EventKind.SYNC, actor=actor,
+        summary=f"channel sent an update (status {data.get('status')})",
+        payload={"status_before": before, "status_after": order.status},
+    )
+    return "updated"
+
+
+# --- actions --------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def approve_order(order_no: str, actor: Actor, at: datetime | None = None) -> Order:
+    order = lock_order(order_no)
+    transition(order, "approve", actor, at=at)
+    return order
+
+
+@transaction.atomic
+def route_order(order_no: str, warehouse_code: str, actor: Actor, at: datetime | None = None) -> Order:
+    """Assign or re-assign the shipping warehouse; refused once picking has started."""
+    order = lock_order(order_no)
+    try:
+        warehouse = Warehouse.objects.get(code=warehouse_code, active=True)
+    except Warehouse.DoesNotExist:
+        raise Invalid({"warehouse": [f"no active warehouse with code {warehouse_code!r}"]}) from None
+    if actor.user is not None and not actor.user.has_perm("orders.route_order"):
+        raise Forbidden(f"{actor.label} may not route orders")
+    if order.status in (Status.CANCELLED, Status.REFUNDED, Status.REFUNDING):
+        raise Conflict(
+            f"cannot route an order that is {order.status}",
+            state={"status": order.status, "fulfilment": order.fulfilment}, allowed=[],
+        )
+    previous = order.warehouse
+    order.warehouse = warehouse
+    transition(
+        order, "allocate", actor, at=at,
+        summary=f"routed to {warehouse.code}" + (f" (was {previous.code})" if previous else ""),
+        payload={"warehouse": warehouse.code, "previous": previous.code if previous else None},
+    )
+    return order
+
+
+@transaction.atomic
+def request_shipment(order_no: str, actor: Actor, at: datetime | None = None) -> Order:
+    """Ops' "ship" button: reaches ship_requested, never shipped (that is the outbound scan's)."""
+    order = lock_order(order_no)
+    transition(order, "request_shipment", actor, at=at)
+    if order.has_physical_outbound():
+        # The parcel already left (scanned before the request): both facts hold now.
+        transition(order, "mark_shipped", SYSTEM, at=order.ship_requested_at,
+                   summary="shipped: outbound scan and ship request both recorded")
+    return order
+
+
+@transaction.atomic
+def cancel_order(order_no: str, reason: str, actor: Actor, at: datetime | None = None) -> Order:
+    if not reason.strip():
+        raise Invalid({"reason": [_("A reason is required.")]})
+    order = lock_order(order_no)
+    transition(order, "cancel", actor, at=at, reason=reason.strip(),
+               summary=f"cancelled: {reason.strip()}")
+    return order
+
+
+@transaction.atomic
+def hold_order(order_no: str, reason: str, actor: Actor, at: datetime | None = None) -> Order:
+    if not reason.strip():
+        raise Invalid({"reason": [_("A reason is required.")]})
+    order = lock_order(order_no)
+    transition(order, "hold", actor, at=at, reason=reason.strip(), summary=f"on hold: {reason.strip()}")
+    return order
+
+
+@transaction.atomic
+def release_hold(order_no: str, actor: Actor, at: datetime | None = None) -> Order:
+    order = lock_order(order_no)
+    transition(order, "release_hold", actor, at=at)
+    return order
+
+
+@transaction.atomic
+def add_note(order_no: str, text: str, actor: Actor, at: datetime | None = None):
+    text = (text or "").strip()
+    if not text:
+        raise Invalid({"text": [_("A note cannot be empty.")]})
+    if len(text) > 2000:
+        raise Invalid({"text": [_("At most 2000 characters.")]})
+    if actor.user is not None and not actor.user.has_perm("orders.add_order_note"):
+        raise Forbidden(f"{actor.label} may not add notes")
+    order = lock_order(order_no)
+    return record_event(
+        order, track=Track.SYSTEM, kind=EventKind.NOTE, actor=actor, at=at,
+        summary=text[:255], payload={"text": text},
+    )
+
+
+def sweep_shipped(limit: int = 1000) -> int:
+    """Close orders where shipment was requested and the outbound scan recorded but the
+    shipped transition did not fire. Each order in its own transaction."""
+    candidates = list(
+        Order.objects.filter(status=Status.SHIP_REQUESTED, physical_outbound_at__isnull=False)
+        .values_list("order_no", flat=True)[:limit]
+    )
+    closed = 0
+    for order_no in candidates:
+        with transaction.atomic():
+            order = lock_order(order_no)
+            if order.status != Status.SHIP_REQUESTED or not order.has_physical_outbound():
+                continue
+            transition(
+                order, "mark_shipped", SYSTEM,
+                at=max(order.ship_requested_at, order.physical_outbound_at),
+                summary="shipped (sweep): outbound scan and ship request both recorded",
+            )
+            closed += 1
+    return closed

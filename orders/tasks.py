@@ -1,0 +1,9 @@
+from celery import shared_task
+
+from . import services
+
+
+@shared_task(name="orders.sweep_shipped")
+def sweep_shipped() -> int:
+    """Every minute: ship_requested + outbound scan recorded → shipped, if it did not fire."""
+    return services.sweep_shipped()
