@@ -455,3 +455,6 @@ class OrderNumberSequence(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["prefix", "day"], name="order_seq_unique")]
 
+    def __str__(self):
+        return f"{self.prefix}{self.day:%Y%m%d} #{self.last}"
+

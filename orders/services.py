@@ -181,9 +181,11 @@ def create_order(channel, data: dict, actor: Actor) -> tuple[Order, str]:
 
 def _follow_channel_status(order: Order, data: dict, actor: Actor) -> None:
     wanted = data.get("status", Status.PENDING_PAYMENT)
-    if wanted in (Status.PAID, Status.CANCELLED, Status.REFUNDED) and order.status == Status.PENDING_PAYMENT:
-        if wanted != Status.CANCELLED or data.get("paid_at"):
-            transition(order, "mark_paid", actor, at=data.get("paid_at") or timezone.now())
+    was_paid = wanted in (Status.PAID, Status.REFUNDED) or (
+        wanted == Status.CANCELLED and data.get("paid_at")
+    )
+    if was_paid and order.status == Status.PENDING_PAYMENT:
+        transition(order, "mark_paid", actor, at=data.get("paid_at") or timezone.now())
     if wanted == Status.CANCELLED and can_proceed(order.cancel):
         transition(order, "cancel", actor, reason="cancelled on the channel")
     if wanted == Status.REFUNDED and can_proceed(order.start_refund):
