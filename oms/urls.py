@@ -14,6 +14,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("cs/", include("orders.urls")),
     path("api/v1/", include((api_v1_patterns + router.urls, "api"), namespace="api")),
     path(
         "api/schema/",

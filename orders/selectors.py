@@ -5,6 +5,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from .identity import masked_hash, normalise_phone, phone_hash
 from .models import EventKind, Order, OrderEvent, Status, Track
@@ -12,13 +13,13 @@ from .models import EventKind, Order, OrderEvent, Status, Track
 # How long an order may sit in a stage before the timeline calls it blocked, and what it is
 # waiting for. Overridable with settings.OMS_STAGE_EXPECTED_SECONDS.
 STAGE_EXPECTATIONS: dict[str, tuple[int, str]] = {
-    Status.PENDING_PAYMENT: (30 * 60, "payment"),
-    Status.PAID: (30 * 60, "review and approval"),
-    Status.ON_HOLD: (8 * 3600, "a decision on the hold"),
-    Status.APPROVED: (4 * 3600, "a ship request"),
-    Status.SHIP_REQUESTED: (4 * 3600, "an outbound scan"),
-    Status.SHIPPED: (48 * 3600, "delivery"),
-    Status.REFUNDING: (24 * 3600, "the refund"),
+    Status.PENDING_PAYMENT: (30 * 60, _("payment")),
+    Status.PAID: (30 * 60, _("approval")),
+    Status.ON_HOLD: (8 * 3600, _("hold decision")),
+    Status.APPROVED: (4 * 3600, _("ship request")),
+    Status.SHIP_REQUESTED: (4 * 3600, _("outbound scan")),
+    Status.SHIPPED: (48 * 3600, _("delivery")),
+    Status.REFUNDING: (24 * 3600, _("refund")),
 }
 
 
@@ -121,7 +122,7 @@ def blocking_point(order: Order, customer_track: list[dict], events, now: dateti
         "since": current["entered_at"],
         "duration_seconds": current["duration_seconds"],
         "expected_seconds": limit,
-        "waiting_for": waiting_for,
+        "waiting_for": str(waiting_for),
         "fulfilment": order.fulfilment,
         "last_location": order.last_location or (last_scan.payload.get("station") if last_scan else None),
         "last_event_at": events[-1].at if events else None,
