@@ -7,6 +7,8 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from oms.errors import NotFound
+
 from .identity import masked_hash, normalise_phone, phone_hash
 from .models import EventKind, Order, OrderEvent, Status, Track
 
@@ -35,6 +37,13 @@ def order_list() -> QuerySet[Order]:
     return Order.objects.select_related("channel", "warehouse").prefetch_related(
         "lines__sku", "shipments"
     )
+
+
+def get_order(order_no: str) -> Order:
+    try:
+        return Order.objects.get(order_no=order_no)
+    except Order.DoesNotExist:
+        raise NotFound(f"order {order_no} does not exist") from None
 
 
 def order_detail(order_no: str) -> Order:
@@ -70,9 +79,11 @@ def timeline(order: Order, now: datetime | None = None) -> dict:
     """The customer track with time per stage, the full system log, and the blocking point."""
     now = now or timezone.now()
     events = list(OrderEvent.objects.filter(order=order).order_by("at", "id"))
+    # The customer track follows the order in which transitions were recorded (the state
+    # chain), whatever clocks stamped them.
     stages = [
         (event.to_state, event.at)
-        for event in events
+        for event in sorted(events, key=lambda e: e.id)
         if event.track == Track.BUSINESS and event.to_state
     ]
     customer_track = []
