@@ -9,9 +9,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from oms.api import permission_required
-from oms.errors import Conflict, Forbidden
+from oms.errors import Conflict
 
 from . import selectors, services
+from .auth import DeviceTokenAuthentication, IsWarehouseDevice
 from .devices import create_device
 from .events import Actor
 from .models import Fulfilment, Order, Status
@@ -65,7 +66,8 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         return selectors.order_list()
 
     def get_permissions(self):
-        return [permission_required(ACTION_PERMISSIONS[self.action])()]
+        # OPTIONS ("metadata") and methods no action answers (405) need the read permission.
+        return [permission_required(ACTION_PERMISSIONS.get(self.action, "orders.view_order"))()]
 
     def _reply(self, order_no: str, code=status.HTTP_200_OK) -> Response:
         return Response(OrderSerializer(selectors.order_detail(order_no)).data, status=code)
@@ -123,20 +125,19 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @extend_schema(responses=TimelineSerializer)
     @action(detail=True, methods=["get"])
     def timeline(self, request, order_no=None):
-        order = selectors.order_detail(order_no)
+        order = selectors.get_order(order_no)
         return Response(TimelineSerializer(selectors.timeline(order)).data)
 
 
 class ScannerEventView(APIView):
     """Warehouse scanner events (device token): pick_started, pack_verified, outbound."""
 
-    permission_classes = [permission_required("orders.post_scanner_event")]
+    authentication_classes = [DeviceTokenAuthentication]
+    permission_classes = [IsWarehouseDevice]
 
     @extend_schema(request=ScannerEventSerializer, responses={201: None, 200: None, 409: None})
     def post(self, request):
-        device = getattr(request.user, "warehouse_device", None)
-        if device is None:
-            raise Forbidden("only a registered warehouse device may post scanner events")
+        device = request.user.warehouse_device
         serializer = ScannerEventSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         reply = apply_scanner_event(device, serializer.validated_data)
@@ -153,7 +154,9 @@ class DeviceView(APIView):
         serializer = DeviceSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            device, token = create_device(**serializer.validated_data)
+            device, token = create_device(
+                serializer.validated_data["warehouse"], serializer.validated_data["name"]
+            )
         except IntegrityError:
             raise Conflict("a user for this device name already exists") from None
         return Response(

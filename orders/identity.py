@@ -16,7 +16,8 @@ from .models import CustomerIdentity
 
 _SEPARATORS = re.compile(r"[\s\-()（）.]")
 _MASKED = re.compile(r"^(\d{3})\*+(\d{4})$")
-_COUNTRY_PREFIX = re.compile(r"^(?:\+|00)?86(?=1\d{10}$)")
+# +86 / 0086 / 86 before a mobile number, full (13800001234) or masked (138****1234).
+_COUNTRY_PREFIX = re.compile(r"^(?:\+|00)?86(?=1\d{10}$|1\d{2}\*+\d{4}$)")
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,10 @@ class Order(FSMModelMixin, models.Model):
     last_location = models.CharField(
         _("last seen at"), max_length=64, blank=True, help_text=_("Station of the latest scan.")
     )
+    last_scan_at = models.DateTimeField(
+        _("last scan at"), null=True, blank=True,
+        help_text=_("Time of the latest applied scan; earlier scans arriving later are refused."),
+    )
     source_hash = models.CharField(_("payload hash"), max_length=64, blank=True)
 
     placed_at = models.DateTimeField(_("placed at"), db_index=True)
@@ -356,8 +360,9 @@ class OrderEvent(models.Model):
     from_state = models.CharField(_("from"), max_length=20, blank=True)
     to_state = models.CharField(_("to"), max_length=20, blank=True)
     actor = models.CharField(_("actor"), max_length=100, help_text=_("user:…, device:…, channel:… or system"))
+    # PROTECT: history keeps who acted; deactivate a user instead of deleting them.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     at = models.DateTimeField(_("at"))
     recorded_at = models.DateTimeField(_("recorded at"), default=timezone.now)

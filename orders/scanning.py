@@ -16,7 +16,7 @@ from inventory.models import SKU
 from oms.errors import Conflict, Forbidden, Invalid
 
 from .events import SYSTEM, Actor, EventKind, Track, record_event
-from .models import OrderEvent, ScannerEvent, Shipment, Status, WarehouseDevice
+from .models import ScannerEvent, Shipment, Status, WarehouseDevice
 from .services import lock_order, transition
 
 PICK_STARTED, PACK_VERIFIED, OUTBOUND = "pick_started", "pack_verified", "outbound"
@@ -39,9 +39,16 @@ def apply_scanner_event(device: WarehouseDevice, event: dict) -> ScanReply:
         # Two requests with one event_id for different orders raced past the order lock:
         # the unique key decided, answer with what was stored.
         original = ScannerEvent.objects.filter(event_id=event["event_id"]).first()
-        if original is None:
-            raise
-        return _replay(original, device)
+        if original is not None:
+            return _replay(original, device)
+        if event.get("tracking_no") and Shipment.objects.filter(
+            carrier=event.get("carrier"), tracking_no=event["tracking_no"]
+        ).exists():
+            raise Conflict(
+                f"tracking number {event['carrier']} {event['tracking_no']} was just used by "
+                "another order"
+            ) from None
+        raise
 
 
 def _replay(original: ScannerEvent, device: WarehouseDevice) -> ScanReply:
@@ -52,11 +59,9 @@ def _replay(original: ScannerEvent, device: WarehouseDevice) -> ScanReply:
 
 @transaction.atomic
 def _apply(device: WarehouseDevice, event: dict) -> ScanReply:
-    original = ScannerEvent.objects.filter(event_id=event["event_id"]).first()
-    if original is not None:
-        return _replay(original, device)
     order = lock_order(event["order_no"])
-    # A concurrent request with the same event_id may have committed while we waited.
+    # Looked up under the order lock: a concurrent request with the same event_id has
+    # either committed (and is seen here) or waits behind us.
     original = ScannerEvent.objects.filter(event_id=event["event_id"]).first()
     if original is not None:
         return _replay(original, device)
@@ -70,7 +75,7 @@ def _apply(device: WarehouseDevice, event: dict) -> ScanReply:
     scanned_at = event["scanned_at"]
     if scanned_at > timezone.now() + ALLOWED_CLOCK_SKEW:
         raise Invalid({"scanned_at": [f"{scanned_at.isoformat()} is in the future"]})
-    last_scan = _last_scan_at(order)
+    last_scan = order.last_scan_at
     if last_scan and scanned_at < last_scan:
         raise Conflict(
             f"out of order: scanned at {scanned_at.isoformat()}, before the last recorded scan "
@@ -93,6 +98,7 @@ def _apply(device: WarehouseDevice, event: dict) -> ScanReply:
             return _refuse_pack(order, device, event, actor, station, difference, context)
 
     order.last_location = station
+    order.last_scan_at = scanned_at
     transition(
         order, FSM_METHOD[event["type"]], actor, at=scanned_at, kind=EventKind.SCAN,
         summary=f"{event['type'].replace('_', ' ')} at {station}", payload=context,
@@ -105,13 +111,6 @@ def _apply(device: WarehouseDevice, event: dict) -> ScanReply:
     body = {"order_no": order.order_no, "status": order.status, "fulfilment": order.fulfilment}
     _store(device, order, event, 201, body)
     return ScanReply(201, body)
-
-
-def _last_scan_at(order) -> datetime | None:
-    return (
-        OrderEvent.objects.filter(order=order, kind=EventKind.SCAN)
-        .order_by("-at").values_list("at", flat=True).first()
-    )
 
 
 def pack_difference(order, items: list[dict]) -> dict:

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_fsm import can_proceed, has_transition_perm
@@ -30,7 +30,7 @@ CONDITION_REASONS = {
 
 def lock_order(order_no: str) -> Order:
     try:
-        return Order.objects.select_for_update().select_related("warehouse", "channel").get(
+        return Order.objects.select_for_update(of=("self",)).select_related("warehouse", "channel").get(
             order_no=order_no
         )
     except Order.DoesNotExist:
@@ -117,8 +117,23 @@ def create_order(channel, data: dict, actor: Actor) -> tuple[Order, str]:
     """Create the order, or update it when the channel sends it again.
 
     `data` is the order input of CONTRACTS.md, validated (line `sku` is an SKU instance).
-    Idempotent on (channel, external_order_id): the same payload again is "unchanged".
+    Idempotent on (channel, external_order_id): the same payload again is "unchanged", also
+    when two deliveries of one channel order arrive at the same time.
     """
+    try:
+        with transaction.atomic():  # a savepoint: losing the race below rolls back to here
+            return _create_or_update(channel, data, actor)
+    except IntegrityError:
+        # Another delivery of the same channel order committed between our lookup and our
+        # insert; the unique (channel, external_order_id) decided. Ours is now an update.
+        if not Order.objects.filter(
+            channel=channel, external_order_id=data["external_order_id"]
+        ).exists():
+            raise
+        return _create_or_update(channel, data, actor)
+
+
+def _create_or_update(channel, data: dict, actor: Actor) -> tuple[Order, str]:
     digest = payload_hash(data)
     existing = (
         Order.objects.select_for_update()

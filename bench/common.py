@@ -1,0 +1,169 @@
+"""Shared plumbing for `make bench`: a PostgreSQL bench database, a gunicorn server, an HTTP
+load generator and the table printer. Benchmarks are not tests and never run in CI."""
+
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DB = os.environ.get("OMS_BENCH_DB", "oms_bench")
+PG = os.environ.get("OMS_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+BENCH_DATABASE_URL = f"{PG}/{BENCH_DB}"
+REDIS = os.environ.get("OMS_BENCH_REDIS", "redis://127.0.0.1:6379/14")
+
+
+def server_env(**extra) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=BENCH_DATABASE_URL,
+        REDIS_URL=REDIS,
+        OMS_ENV="production",
+        SECRET_KEY="bench-only-secret-key-" + "x" * 40,
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        SECURE_SSL_REDIRECT="false",
+        LOG_LEVEL="WARNING",
+        OMS_VAR_DIR=str(ROOT / "var" / "bench"),
+        DJANGO_SETTINGS_MODULE="oms.settings",
+    )
+    env.update(extra)
+    return env
+
+
+def setup_django() -> None:
+    """Point this process at the bench database, create it if needed, and migrate."""
+    import psycopg
+
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    os.environ.update(server_env())
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+class Server:
+    """gunicorn serving the app on the bench database, as production would."""
+
+    def __init__(self, port: int = 8765, workers: int | None = None, threads: int | None = None):
+        workers = workers or int(os.environ.get("OMS_BENCH_WORKERS", "4"))
+        threads = threads or int(os.environ.get("OMS_BENCH_THREADS", "1"))
+        self.label = f"{workers} workers" + (f" x {threads} threads" if threads > 1 else "")
+        self.port = port
+        self.cmd = [
+            str(ROOT / ".venv" / "bin" / "gunicorn"), "oms.wsgi", "--bind", f"127.0.0.1:{port}",
+            "--workers", str(workers), "--log-level", "warning",
+        ]
+        if threads > 1:
+            self.cmd += ["--worker-class", "gthread", "--threads", str(threads)]
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=server_env())
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                status, _ = request("GET", "/healthz", port=self.port)
+                if status in (200, 503):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("gunicorn did not start")
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+
+
+_local = threading.local()
+
+
+def request(method: str, path: str, body=None, token: str | None = None, port: int = 8765):
+    """One HTTP request on this thread's keep-alive connection (reconnecting when closed)."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Token {token}"
+    payload = json.dumps(body) if body is not None else None
+    for attempt in (1, 2):
+        conn = getattr(_local, "conn", None)
+        if conn is None:
+            conn = _local.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            conn.request(method, path, body=payload, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+        except (http.client.HTTPException, ConnectionError):
+            conn.close()
+            _local.conn = None
+            if attempt == 2:
+                raise
+            continue
+        if response.will_close:
+            conn.close()
+            _local.conn = None
+        return response.status, data
+
+
+def run_clients(clients: int, work_for_client) -> tuple[list[float], dict[int, int], float]:
+    """Run `work_for_client(i, record)` in `clients` threads started together; `record(seconds,
+    status)` collects one request. Returns latencies, status counts and wall time."""
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients + 1)
+
+    def record(seconds: float, status: int) -> None:
+        with lock:
+            latencies.append(seconds)
+            statuses[status] = statuses.get(status, 0) + 1
+
+    def run(i: int) -> None:
+        barrier.wait()
+        work_for_client(i, record)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    started = time.monotonic()
+    for thread in threads:
+        thread.join()
+    return latencies, statuses, time.monotonic() - started
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+def print_table(title: str, rows: list[dict]) -> None:
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    print(f"\n{title}")
+    print("| " + " | ".join(c.ljust(widths[c]) for c in columns) + " |")
+    print("|" + "|".join("-" * (widths[c] + 2) for c in columns) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(row[c]).ljust(widths[c]) for c in columns) + " |")
+
+
+def summary(latencies: list[float]) -> dict:
+    ms = [s * 1000 for s in latencies]
+    return {
+        "p50 ms": f"{percentile(ms, 50):.1f}",
+        "p95 ms": f"{percentile(ms, 95):.1f}",
+        "p99 ms": f"{percentile(ms, 99):.1f}",
+        "mean ms": f"{statistics.fmean(ms):.1f}" if ms else "nan",
+    }

@@ -1,0 +1,387 @@
+"""The dual-track state machine (ARCHITECTURE.md): every transition, allowed and refused.
+
+Each row builds an order in the source state through the services and scanner events, then
+asks for the transition the way production does (the service where one exists, otherwise
+`services.transition` on a locked order). Allowed: the field moves to the target and exactly
+one OrderEvent is written. Refused: Conflict with `state` and `allowed`, and nothing changed.
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.db import DatabaseError, IntegrityError, transaction
+from django.utils import timezone
+
+from oms.errors import Conflict, Forbidden
+from oms.tests.factories import UserFactory
+from orders import services
+from orders.events import SYSTEM, Actor
+from orders.models import (
+    AppendOnlyError,
+    Fulfilment,
+    Order,
+    OrderEvent,
+    ScannerEvent,
+    Shipment,
+    Status,
+)
+from orders.scanning import OUTBOUND, PACK_VERIFIED, PICK_STARTED
+from orders.tests.factories import WarehouseFactory, advance, make_device, make_order, scan
+
+pytestmark = pytest.mark.django_db
+
+S, F = Status, Fulfilment
+
+# transition → (source states, target). Written out from ARCHITECTURE.md, not read from the model.
+STATUS_TABLE = {
+    "mark_paid": ({S.PENDING_PAYMENT}, S.PAID),
+    "approve": ({S.PAID}, S.APPROVED),
+    "request_shipment": ({S.APPROVED}, S.SHIP_REQUESTED),
+    # From ship_requested only once the parcel is physically out: never in this table's
+    # ship_requested order (see the outbound-scan and sweep tests below).
+    "mark_shipped": (set(), S.SHIPPED),
+    "mark_delivered": ({S.SHIPPED}, S.DELIVERED),
+    "complete": ({S.DELIVERED}, S.COMPLETED),
+    "hold": ({S.PAID, S.APPROVED}, S.ON_HOLD),
+    "release_hold": ({S.ON_HOLD}, S.PAID),
+    "cancel": ({S.PENDING_PAYMENT, S.PAID, S.APPROVED, S.ON_HOLD, S.SHIP_REQUESTED}, S.CANCELLED),
+    "start_refund": (
+        {S.PAID, S.APPROVED, S.ON_HOLD, S.SHIPPED, S.DELIVERED, S.COMPLETED}, S.REFUNDING
+    ),
+    "mark_refunded": ({S.REFUNDING}, S.REFUNDED),
+}
+
+# What a refusal names as possible from each state (conditions included: the table's
+# approved order has a warehouse; its ship_requested order has no outbound scan).
+STATUS_ALLOWED = {
+    S.PENDING_PAYMENT: ["cancel", "mark_paid"],
+    S.PAID: ["approve", "cancel", "hold", "start_refund"],
+    S.APPROVED: ["cancel", "hold", "request_shipment", "start_refund"],
+    S.SHIP_REQUESTED: ["cancel"],
+    S.SHIPPED: ["mark_delivered", "start_refund"],
+    S.DELIVERED: ["complete", "start_refund"],
+    S.COMPLETED: ["start_refund"],
+    S.CANCELLED: [],
+    S.ON_HOLD: ["cancel", "release_hold", "start_refund"],
+    S.REFUNDING: ["mark_refunded"],
+    S.REFUNDED: [],
+}
+
+FULFILMENT_TABLE = {
+    "allocate": ({F.UNALLOCATED, F.ALLOCATED}, F.ALLOCATED),
+    "start_picking": ({F.ALLOCATED}, F.PICKING),
+    "verify_pack": ({F.PICKING}, F.PACKED),
+    "record_outbound": ({F.PACKED}, F.OUTBOUND),
+    "mark_in_transit": ({F.OUTBOUND}, F.IN_TRANSIT),
+    "mark_physically_delivered": ({F.OUTBOUND, F.IN_TRANSIT}, F.DELIVERED),
+    "mark_returned": ({F.OUTBOUND, F.IN_TRANSIT}, F.RETURNED),
+}
+
+FULFILMENT_ALLOWED = {
+    F.UNALLOCATED: [],  # allocate needs a warehouse: route_order sets it and allocates at once
+    F.ALLOCATED: ["allocate", "start_picking"],
+    F.PICKING: ["verify_pack"],
+    F.PACKED: ["record_outbound"],
+    F.OUTBOUND: ["mark_in_transit", "mark_physically_delivered", "mark_returned"],
+    F.IN_TRANSIT: ["mark_physically_delivered", "mark_returned"],
+    F.DELIVERED: [],
+    F.RETURNED: [],
+}
+
+SCAN_TYPES = {"start_picking": PICK_STARTED, "verify_pack": PACK_VERIFIED, "record_outbound": OUTBOUND}
+
+
+def test_the_tables_cover_every_transition_of_the_model():
+    order = Order()
+    status_names = {t.name for t in order.get_all_status_transitions()}
+    fulfilment_names = {t.name for t in order.get_all_fulfilment_transitions()}
+    assert status_names == set(STATUS_TABLE)
+    assert fulfilment_names == set(FULFILMENT_TABLE)
+    assert set(STATUS_ALLOWED) == set(Status.values)
+    assert set(FULFILMENT_ALLOWED) == set(Fulfilment.values)
+
+
+def _system_transition(order_no: str, name: str, **kwargs) -> None:
+    with transaction.atomic():
+        services.transition(services.lock_order(order_no), name, SYSTEM, **kwargs)
+
+
+def order_in_status(state: str, actor: Actor) -> Order:
+    if state == S.PENDING_PAYMENT:
+        return make_order(status="pending_payment")
+    order = make_order(status="paid")
+    no = order.order_no
+    if state == S.PAID:
+        pass
+    elif state == S.ON_HOLD:
+        services.hold_order(no, "address needs checking", actor)
+    elif state == S.CANCELLED:
+        services.cancel_order(no, "customer changed their mind", actor)
+    elif state in (S.REFUNDING, S.REFUNDED):
+        _system_transition(no, "start_refund")
+        if state == S.REFUNDED:
+            _system_transition(no, "mark_refunded")
+    elif state == S.APPROVED:
+        advance(order, "routed", actor=actor)
+    elif state == S.SHIP_REQUESTED:
+        advance(order, "ship_requested", actor=actor)
+    else:  # shipped, delivered, completed: the parcel really left
+        advance(order, "outbound", actor=actor)
+        if state in (S.DELIVERED, S.COMPLETED):
+            _system_transition(no, "mark_physically_delivered")
+            _system_transition(no, "mark_delivered")
+        if state == S.COMPLETED:
+            _system_transition(no, "complete")
+    order.refresh_from_db()
+    assert order.status == state
+    return order
+
+
+def order_in_fulfilment(state: str, actor: Actor):
+    """An approved order (no ship request, so status stays approved) and its scanner."""
+    order = make_order()
+    if state == F.UNALLOCATED:
+        return advance(order, "approved", actor=actor), None
+    order = advance(order, "routed", actor=actor)
+    device, _token = make_device(order.warehouse)
+    stage = {F.PICKING: "picking", F.PACKED: "packed"}.get(state)
+    if state in (F.OUTBOUND, F.IN_TRANSIT, F.DELIVERED, F.RETURNED):
+        stage = "outbound"
+    if stage:
+        order = advance(order, stage, device=device, ship=False, actor=actor,
+                        at=timezone.now() - timedelta(minutes=10))
+    follow_up = {F.IN_TRANSIT: "mark_in_transit", F.DELIVERED: "mark_physically_delivered",
+                 F.RETURNED: "mark_returned"}.get(state)
+    if follow_up:
+        _system_transition(order.order_no, follow_up, at=timezone.now() - timedelta(minutes=5))
+    order.refresh_from_db()
+    assert (order.status, order.fulfilment) == (S.APPROVED, state)
+    return order, device
+
+
+def run_status_transition(order: Order, name: str, actor: Actor) -> None:
+    no = order.order_no
+    if name == "approve":
+        services.approve_order(no, actor)
+    elif name == "request_shipment":
+        services.request_shipment(no, actor)
+    elif name == "hold":
+        services.hold_order(no, "suspicious address", actor)
+    elif name == "release_hold":
+        services.release_hold(no, actor)
+    elif name == "cancel":
+        services.cancel_order(no, "customer asked", actor)
+    else:
+        _system_transition(no, name)
+
+
+def run_fulfilment_transition(order: Order, device, name: str, actor: Actor) -> None:
+    if name == "allocate":
+        services.route_order(order.order_no, (order.warehouse or WarehouseFactory()).code, actor)
+    elif name in SCAN_TYPES and device is not None:
+        reply = scan(device, order, SCAN_TYPES[name])
+        assert reply.status_code == 201, reply.body
+    else:
+        # A scan can only reach an order routed to the scanner's warehouse; an unrouted one is
+        # refused by the state machine itself.
+        _system_transition(order.order_no, name)
+
+
+def snapshot(order: Order) -> dict:
+    return {
+        "order": Order.objects.filter(pk=order.pk).values().get(),
+        "events": list(OrderEvent.objects.filter(order=order).values_list("pk", flat=True)),
+        "shipments": Shipment.objects.filter(order=order).count(),
+        "scanner_events": ScannerEvent.objects.filter(order=order).count(),
+    }
+
+
+STATUS_CASES = [
+    pytest.param(name, state, state in sources, target, id=f"{name}-from-{state}")
+    for name, (sources, target) in STATUS_TABLE.items()
+    for state in Status.values
+]
+FULFILMENT_CASES = [
+    pytest.param(name, state, state in sources, target, id=f"{name}-from-{state}")
+    for name, (sources, target) in FULFILMENT_TABLE.items()
+    for state in Fulfilment.values
+]
+
+
+@pytest.mark.parametrize(("name", "state", "allowed", "target"), STATUS_CASES)
+def test_status_transition(name, state, allowed, target, ops):
+    order = order_in_status(state, ops)
+    before = snapshot(order)
+
+    if allowed:
+        run_status_transition(order, name, ops)
+        order.refresh_from_db()
+        assert order.status == target
+        assert order.fulfilment == before["order"]["fulfilment"]
+        new = OrderEvent.objects.filter(order=order).exclude(pk__in=before["events"])
+        assert [(e.track, e.from_state, e.to_state) for e in new] == [("business", state, target)]
+        assert order.status_changed_at == new.get().at
+    else:
+        with pytest.raises(Conflict) as refused:
+            run_status_transition(order, name, ops)
+        assert refused.value.extra["state"] == {
+            "status": state, "fulfilment": before["order"]["fulfilment"]
+        }
+        assert refused.value.extra["allowed"] == STATUS_ALLOWED[state]
+        assert name not in refused.value.extra["allowed"]
+        assert snapshot(order) == before
+
+
+@pytest.mark.parametrize(("name", "state", "allowed", "target"), FULFILMENT_CASES)
+def test_fulfilment_transition(name, state, allowed, target, ops):
+    order, device = order_in_fulfilment(state, ops)
+    before = snapshot(order)
+
+    if allowed:
+        run_fulfilment_transition(order, device, name, ops)
+        order.refresh_from_db()
+        assert order.fulfilment == target
+        assert order.status == S.APPROVED  # the physical track never moves the business one here
+        new = OrderEvent.objects.filter(order=order).exclude(pk__in=before["events"])
+        assert [(e.track, e.from_state, e.to_state) for e in new] == [("physical", state, target)]
+    else:
+        with pytest.raises(Conflict) as refused:
+            run_fulfilment_transition(order, device, name, ops)
+        assert refused.value.extra["state"] == {"status": S.APPROVED, "fulfilment": state}
+        assert refused.value.extra["allowed"] == FULFILMENT_ALLOWED[state]
+        assert snapshot(order) == before
+
+
+# --- "shipped" is a physical fact, not a button ---------------------------------------------
+
+
+def test_ship_request_never_reaches_shipped_even_when_packed(ops):
+    order = advance(make_order(), "packed", actor=ops, ship=False)
+    services.request_shipment(order.order_no, ops)
+    order.refresh_from_db()
+    assert (order.status, order.fulfilment) == (S.SHIP_REQUESTED, F.PACKED)
+    assert order.shipped_at is None
+
+
+def test_mark_shipped_without_outbound_scan_is_refused_and_says_why(ops):
+    order = advance(make_order(), "ship_requested", actor=ops)
+    before = snapshot(order)
+    with pytest.raises(Conflict) as refused:
+        _system_transition(order.order_no, "mark_shipped")
+    assert "outbound" in refused.value.detail
+    assert snapshot(order) == before
+
+
+def test_outbound_scan_of_a_ship_requested_order_ships_it(ops):
+    order = advance(make_order(), "outbound", actor=ops)
+    assert (order.status, order.fulfilment) == (S.SHIPPED, F.OUTBOUND)
+    assert order.shipped_at == order.physical_outbound_at
+    last_two = list(OrderEvent.objects.filter(order=order).order_by("-id")[:2])[::-1]
+    assert [(e.track, e.to_state, e.actor) for e in last_two] == [
+        ("physical", F.OUTBOUND, f"device:{order.scanner_events.get(type=OUTBOUND).device.name}"),
+        ("business", S.SHIPPED, "system"),
+    ]
+
+
+def test_outbound_before_ship_request_ships_when_the_request_comes(ops):
+    order = advance(make_order(), "outbound", actor=ops, ship=False)
+    assert (order.status, order.fulfilment) == (S.APPROVED, F.OUTBOUND)
+    events_before = order.events.count()
+
+    services.request_shipment(order.order_no, ops)
+
+    order.refresh_from_db()
+    assert order.status == S.SHIPPED
+    new = list(order.events.order_by("id")[events_before:])
+    assert [(e.from_state, e.to_state) for e in new] == [
+        (S.APPROVED, S.SHIP_REQUESTED), (S.SHIP_REQUESTED, S.SHIPPED)
+    ]
+
+
+def test_sweep_ships_orders_where_both_facts_hold_and_nothing_else(ops):
+    # The outbound scan happened while approved, then the ship request was stored but the
+    # shipped transition did not fire (e.g. a crash between the two): simulated by a raw write.
+    stuck = advance(make_order(), "outbound", actor=ops, ship=False)
+    requested_at = timezone.now() - timedelta(minutes=1)
+    Order.objects.filter(pk=stuck.pk).update(status=S.SHIP_REQUESTED, ship_requested_at=requested_at)
+    waiting = advance(make_order(), "packed", actor=ops)  # requested, not out yet
+    events_before = stuck.events.count()
+
+    assert services.sweep_shipped() == 1
+
+    stuck.refresh_from_db()
+    waiting.refresh_from_db()
+    assert stuck.status == S.SHIPPED
+    assert stuck.shipped_at == max(requested_at, stuck.physical_outbound_at)
+    (event,) = stuck.events.order_by("id")[events_before:]
+    assert (event.from_state, event.to_state, event.actor) == (S.SHIP_REQUESTED, S.SHIPPED, "system")
+    assert waiting.status == S.SHIP_REQUESTED
+    assert services.sweep_shipped() == 0  # idempotent
+
+
+def test_sweep_task_runs_the_sweep(ops):
+    from orders.tasks import sweep_shipped
+
+    stuck = advance(make_order(), "outbound", actor=ops, ship=False)
+    Order.objects.filter(pk=stuck.pk).update(status=S.SHIP_REQUESTED, ship_requested_at=timezone.now())
+
+    assert sweep_shipped.apply().get() == 1
+    stuck.refresh_from_db()
+    assert stuck.status == S.SHIPPED
+
+
+def test_cancel_is_refused_once_the_parcel_left(ops):
+    order = advance(make_order(), "outbound", actor=ops, ship=False)
+    with pytest.raises(Conflict) as refused:
+        services.cancel_order(order.order_no, "too late", ops)
+    assert "left the warehouse" in refused.value.detail
+
+
+def test_status_field_cannot_be_assigned_directly():
+    order = make_order()
+    with pytest.raises(AttributeError):
+        order.status = S.SHIPPED
+
+
+def test_a_role_without_the_permission_may_not_run_the_transition():
+    order = make_order()
+    cs = Actor.for_user(UserFactory(role="customer_service"))
+    with pytest.raises(Forbidden):
+        services.approve_order(order.order_no, cs)
+    order.refresh_from_db()
+    assert order.status == S.PAID
+
+
+# --- database-level guarantees --------------------------------------------------------------
+
+
+def test_check_constraint_refuses_shipped_without_physical_outbound():
+    order = make_order()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Order.objects.filter(pk=order.pk).update(status=S.SHIPPED)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Order.objects.filter(pk=order.pk).update(status=S.COMPLETED)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Order.objects.filter(pk=order.pk).update(fulfilment=F.OUTBOUND)
+    order.refresh_from_db()
+    assert (order.status, order.fulfilment) == (S.PAID, F.UNALLOCATED)
+
+
+def test_order_events_are_append_only_in_the_model():
+    event = make_order().events.first()
+    event.summary = "rewritten"
+    with pytest.raises(AppendOnlyError):
+        event.save()
+    with pytest.raises(AppendOnlyError):
+        event.delete()
+    assert OrderEvent.objects.get(pk=event.pk).summary != "rewritten"
+
+
+@pytest.mark.postgres
+def test_order_events_are_append_only_in_the_database():
+    event = make_order().events.first()
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        OrderEvent.objects.filter(pk=event.pk).update(summary="x")
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        OrderEvent.objects.filter(pk=event.pk).delete()
+    assert OrderEvent.objects.get(pk=event.pk).summary == event.summary
