@@ -53,6 +53,52 @@ def setup_django() -> None:
     call_command("migrate", verbosity=0)
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def cpu_seconds(name: str) -> float:
+    """CPU used so far by every process whose command is `name` (gunicorn, postgres)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm") as comm:
+                if comm.read().strip() != name:
+                    continue
+            total += process_cpu_seconds(int(entry))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+class CpuMeter:
+    """CPU seconds spent by the app server, PostgreSQL and this load generator over a block."""
+
+    def __enter__(self):
+        self.start = self._sample()
+        return self
+
+    def __exit__(self, *exc):
+        end = self._sample()
+        self.used = {k: end[k] - self.start[k] for k in end}
+
+    @staticmethod
+    def _sample() -> dict[str, float]:
+        times = os.times()
+        return {"gunicorn": cpu_seconds("gunicorn"), "postgres": cpu_seconds("postgres"),
+                "client": times.user + times.system}
+
+    def per_request_ms(self, requests: int) -> dict[str, str]:
+        return {f"{k} cpu ms/req": f"{v * 1000 / max(requests, 1):.1f}" for k, v in self.used.items()}
+
+
 class Server:
     """gunicorn serving the app on the bench database, as production would."""
 

@@ -5,12 +5,6 @@ from channels.models import MANUAL_CHANNEL_CODE, Channel, ChannelKind
 from orders.tests.factories import WarehouseFactory, make_device, ops_actor
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hasher(settings):
-    """Test users get a password; the production hasher's 1M PBKDF2 rounds would dominate."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def manual_channel(db):
     """The MANUAL channel of the data migration (re-made if a transactional test flushed it)."""
