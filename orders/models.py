@@ -190,6 +190,29 @@ class Order(FSMModelMixin, models.Model):
     def __str__(self):
         return self.order_no
 
+    # --- saving only what changed ---------------------------------------------------------
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_values = dict(zip(field_names, values, strict=True))
+        return instance
+
+    def save_changes(self) -> None:
+        """UPDATE only the fields changed since loading: smaller statements, and a column
+        nobody touched is never written back from a stale copy."""
+        loaded = getattr(self, "_loaded_values", None)
+        if loaded is None or self._state.adding:
+            self.save()
+            return
+        changed = [
+            field.name for field in self._meta.concrete_fields
+            if field.attname in loaded and getattr(self, field.attname) != loaded[field.attname]
+        ]
+        if changed:
+            self.save(update_fields=[*changed, "updated_at"])
+            loaded.update({field.attname: getattr(self, field.attname)
+                           for field in self._meta.concrete_fields if field.name in changed})
+
     # --- conditions -----------------------------------------------------------------------
     def has_warehouse(self) -> bool:
         return self.warehouse_id is not None

@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from inventory.models import SKU
-from oms.errors import Conflict, Forbidden, Invalid
+from oms.errors import Conflict, DomainError, Forbidden, Invalid
 
 from .events import SYSTEM, Actor, EventKind, Track, record_event
 from .models import ScannerEvent, Shipment, Status, WarehouseDevice
@@ -32,22 +32,18 @@ class ScanReply:
 
 
 def apply_scanner_event(device: WarehouseDevice, event: dict) -> ScanReply:
-    """`event` is validated by the API serializer (event_id is a UUID, scanned_at aware)."""
+    """`event` is validated by the API serializer (event_id is a UUID, scanned_at aware).
+
+    Optimistic about repeats, which are rare: the event is applied without looking for its
+    event_id first. A repeat cannot commit twice: either the order has moved on and the
+    transition is refused, or the unique event_id refuses the second record. Only then is
+    the original looked up and its reply returned."""
     try:
         return _apply(device, event)
-    except IntegrityError:
-        # Two requests with one event_id for different orders raced past the order lock:
-        # the unique key decided, answer with what was stored.
+    except (DomainError, IntegrityError):
         original = ScannerEvent.objects.filter(event_id=event["event_id"]).first()
         if original is not None:
             return _replay(original, device)
-        if event.get("tracking_no") and Shipment.objects.filter(
-            carrier=event.get("carrier"), tracking_no=event["tracking_no"]
-        ).exists():
-            raise Conflict(
-                f"tracking number {event['carrier']} {event['tracking_no']} was just used by "
-                "another order"
-            ) from None
         raise
 
 
@@ -59,13 +55,7 @@ def _replay(original: ScannerEvent, device: WarehouseDevice) -> ScanReply:
 
 @transaction.atomic
 def _apply(device: WarehouseDevice, event: dict) -> ScanReply:
-    order = lock_order(event["order_no"])
-    # Looked up under the order lock: a concurrent request with the same event_id has
-    # either committed (and is seen here) or waits behind us.
-    original = ScannerEvent.objects.filter(event_id=event["event_id"]).first()
-    if original is not None:
-        return _replay(original, device)
-
+    order = lock_order(event["order_no"], related=())
     if order.warehouse_id != device.warehouse_id:
         where = order.warehouse.code if order.warehouse else "no warehouse"
         raise Forbidden(
@@ -115,14 +105,6 @@ def _apply(device: WarehouseDevice, event: dict) -> ScanReply:
 
 def pack_difference(order, items: list[dict]) -> dict:
     """Scanned barcodes against the order's lines; empty when they match exactly."""
-    barcodes = [item["barcode"] for item in items]
-    known = set(SKU.objects.filter(barcode__in=barcodes).values_list("barcode", flat=True))
-    unknown = sorted({b for b in barcodes if b not in known})
-    if unknown:
-        raise Invalid({
-            f"items[{i}].barcode": [f"unknown barcode {item['barcode']}"]
-            for i, item in enumerate(items) if item["barcode"] in unknown
-        })
     expected = Counter()
     for barcode, quantity in order.lines.values_list("sku__barcode", "quantity"):
         expected[barcode] += quantity
@@ -131,7 +113,16 @@ def pack_difference(order, items: list[dict]) -> dict:
         scanned[item["barcode"]] += item["quantity"]
     missing = {b: q - scanned[b] for b, q in expected.items() if scanned[b] < q}
     extra = {b: q - expected[b] for b, q in scanned.items() if q > expected[b]}
-    return {"missing": missing, "unexpected": extra} if missing or extra else {}
+    if not (missing or extra):
+        return {}
+    # Only a mismatch can hold a barcode we do not know: a misread, refused as bad input.
+    known = set(SKU.objects.filter(barcode__in=list(extra)).values_list("barcode", flat=True))
+    if set(extra) - known:
+        raise Invalid({
+            f"items[{i}].barcode": [f"unknown barcode {item['barcode']}"]
+            for i, item in enumerate(items) if item["barcode"] in set(extra) - known
+        })
+    return {"missing": missing, "unexpected": extra}
 
 
 def _refuse_pack(order, device, event, actor, station, difference, context) -> ScanReply:
@@ -151,16 +142,20 @@ def _refuse_pack(order, device, event, actor, station, difference, context) -> S
 
 
 def _create_shipment(order, event, outbound_at) -> Shipment:
-    taken = Shipment.objects.filter(carrier=event["carrier"], tracking_no=event["tracking_no"]).first()
-    if taken is not None:
+    try:
+        with transaction.atomic():  # a savepoint: the unique key decides, no look-up first
+            return Shipment.objects.create(
+                order=order, warehouse=order.warehouse, carrier=event["carrier"],
+                tracking_no=event["tracking_no"], outbound_at=outbound_at,
+            )
+    except IntegrityError:
+        taken = Shipment.objects.select_related("order").get(
+            carrier=event["carrier"], tracking_no=event["tracking_no"]
+        )
         raise Conflict(
             f"tracking number {event['carrier']} {event['tracking_no']} already belongs to "
             f"order {taken.order.order_no}",
-        )
-    return Shipment.objects.create(
-        order=order, warehouse=order.warehouse, carrier=event["carrier"],
-        tracking_no=event["tracking_no"], outbound_at=outbound_at,
-    )
+        ) from None
 
 
 def _store(device, order, event, status_code: int, body: dict) -> None:

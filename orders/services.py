@@ -28,9 +28,9 @@ CONDITION_REASONS = {
 }
 
 
-def lock_order(order_no: str) -> Order:
+def lock_order(order_no: str, related=("warehouse", "channel")) -> Order:
     try:
-        return Order.objects.select_for_update(of=("self",)).select_related("warehouse", "channel").get(
+        return Order.objects.select_for_update(of=("self",)).select_related(*related).get(
             order_no=order_no
         )
     except Order.DoesNotExist:
@@ -77,7 +77,7 @@ def transition(
     method(at=at, **kwargs)
     if field == "status":
         order.status_changed_at = at
-    order.save()
+    order.save_changes()
     record_event(
         order,
         track=Track.BUSINESS if field == "status" else Track.PHYSICAL,
