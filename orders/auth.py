@@ -1,4 +1,4 @@
-"""Scanner authentication: one query finds the token, its user and the device's warehouse."""
+"""Scanner authentication: one query finds the token, its user and its device."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import TokenAuthentication
@@ -10,7 +10,7 @@ class DeviceTokenAuthentication(TokenAuthentication):
         model = self.get_model()
         original = model.objects
         try:
-            token = original.select_related("user__warehouse_device__warehouse").get(key=key)
+            token = original.select_related("user__warehouse_device").get(key=key)
         except model.DoesNotExist:
             return super().authenticate_credentials(key)  # raises the standard 401
         if not token.user.is_active:

@@ -204,9 +204,11 @@ class Order(FSMModelMixin, models.Model):
         if loaded is None or self._state.adding:
             self.save()
             return
+        # A field deferred at load time (`.only()`) and assigned since is in __dict__ only.
         changed = [
             field.name for field in self._meta.concrete_fields
-            if field.attname in loaded and getattr(self, field.attname) != loaded[field.attname]
+            if (field.attname in loaded and getattr(self, field.attname) != loaded[field.attname])
+            or (field.attname not in loaded and field.attname in self.__dict__)
         ]
         if changed:
             self.save(update_fields=[*changed, "updated_at"])

@@ -22,6 +22,11 @@ from .services import lock_order, transition
 PICK_STARTED, PACK_VERIFIED, OUTBOUND = "pick_started", "pack_verified", "outbound"
 EVENT_TYPES = (PICK_STARTED, PACK_VERIFIED, OUTBOUND)
 ALLOWED_CLOCK_SKEW = timedelta(minutes=5)
+# What a scan reads and writes on the order; the rest of the row is left unread.
+SCAN_FIELDS = (
+    "id", "order_no", "status", "fulfilment", "warehouse_id", "last_scan_at", "last_location",
+    "ship_requested_at", "physical_outbound_at", "status_changed_at",
+)
 FSM_METHOD = {PICK_STARTED: "start_picking", PACK_VERIFIED: "verify_pack", OUTBOUND: "record_outbound"}
 
 
@@ -55,7 +60,7 @@ def _replay(original: ScannerEvent, device: WarehouseDevice) -> ScanReply:
 
 @transaction.atomic
 def _apply(device: WarehouseDevice, event: dict) -> ScanReply:
-    order = lock_order(event["order_no"], related=())
+    order = lock_order(event["order_no"], related=(), only=SCAN_FIELDS)
     if order.warehouse_id != device.warehouse_id:
         where = order.warehouse.code if order.warehouse else "no warehouse"
         raise Forbidden(
@@ -145,7 +150,7 @@ def _create_shipment(order, event, outbound_at) -> Shipment:
     try:
         with transaction.atomic():  # a savepoint: the unique key decides, no look-up first
             return Shipment.objects.create(
-                order=order, warehouse=order.warehouse, carrier=event["carrier"],
+                order=order, warehouse_id=order.warehouse_id, carrier=event["carrier"],
                 tracking_no=event["tracking_no"], outbound_at=outbound_at,
             )
     except IntegrityError:

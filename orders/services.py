@@ -28,11 +28,12 @@ CONDITION_REASONS = {
 }
 
 
-def lock_order(order_no: str, related=("warehouse", "channel")) -> Order:
+def lock_order(order_no: str, related=("warehouse", "channel"), only=None) -> Order:
+    queryset = Order.objects.select_for_update(of=("self",)).select_related(*related)
+    if only:
+        queryset = queryset.only(*only)
     try:
-        return Order.objects.select_for_update(of=("self",)).select_related(*related).get(
-            order_no=order_no
-        )
+        return queryset.get(order_no=order_no)
     except Order.DoesNotExist:
         raise NotFound(f"order {order_no} does not exist") from None
 
