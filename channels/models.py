@@ -44,6 +44,17 @@ class Channel(models.Model):
     )
     active = models.BooleanField(_("active"), default=True)
     webhook_secret = models.CharField(_("webhook secret"), max_length=100, default=new_webhook_secret)
+    reserve_on = models.CharField(
+        _("reserve stock on"), max_length=10, default="payment",
+        choices=[("payment", _("payment")), ("creation", _("creation (with expiry)"))],
+    )
+    pending_reservation_minutes = models.PositiveIntegerField(
+        _("unpaid reservation expires after (minutes)"), default=30
+    )
+    allow_split = models.BooleanField(
+        _("allow split shipments"), default=False,
+        help_text=_("When no single warehouse can ship every line, ship from several."),
+    )
 
     class Meta:
         ordering = ["code"]

@@ -5,7 +5,15 @@ from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.permissions import AllowAny
 from rest_framework.routers import DefaultRouter
 
-from inventory.api import SKUViewSet, WarehouseViewSet
+from inventory.api import (
+    AvailabilityView,
+    ListingViewSet,
+    ReceiptView,
+    SafetyStockView,
+    SKUViewSet,
+    StockLevelViewSet,
+    WarehouseViewSet,
+)
 from orders.api import DeviceView, OrderViewSet, ScannerEventView
 
 
@@ -19,9 +27,15 @@ router = DefaultRouter()
 router.register("orders", OrderViewSet, basename="order")
 router.register("inventory/warehouses", WarehouseViewSet, basename="warehouse")
 router.register("inventory/skus", SKUViewSet, basename="sku")
+router.register("inventory/stock", StockLevelViewSet, basename="stock-level")
+router.register("inventory/listings", ListingViewSet, basename="listing")
 
 urlpatterns = [
     path("auth/token/", ObtainToken.as_view(), name="auth-token"),
     path("warehouse/events/", ScannerEventView.as_view(), name="scanner-events"),
     path("warehouse/devices/", DeviceView.as_view(), name="warehouse-devices"),
+    path("inventory/receipts/", ReceiptView.as_view(), name="inventory-receipts"),
+    path("inventory/availability/", AvailabilityView.as_view(), name="inventory-availability"),
+    path("inventory/stock/<str:warehouse>/<str:sku>/safety/", SafetyStockView.as_view(),
+         name="inventory-safety-stock"),
 ]

@@ -7,7 +7,8 @@ from decimal import Decimal
 from django.utils import timezone
 
 from channels.models import Channel
-from inventory.models import SKU, Warehouse
+from inventory import services as inventory
+from inventory.models import SKU, ChannelListing, StockLevel, Warehouse
 
 from . import services
 from .devices import create_device
@@ -64,12 +65,31 @@ def load(stdout) -> None:
         SKU.objects.get_or_create(code=code, defaults={"barcode": barcode, "name": name, "category": category})
     for code, name, kind in CHANNELS:
         Channel.objects.get_or_create(code=code, defaults={"name": name, "kind": kind})
+    _demo_stock(stdout)
     device = WarehouseDevice.objects.filter(warehouse__code="WH-SH", name="pack-B").first()
     if device is None:
         device, token = create_device("WH-SH", "pack-B")
         stdout.write(f"  scanner device WH-SH/pack-B token: {token}")
     created = sum(_demo_order(device, *spec) for spec in DEMO_ORDERS)
     stdout.write(f"  orders: {created} created ({len(DEMO_ORDERS)} demo orders in all)")
+
+
+def _demo_stock(stdout) -> None:
+    """Stock in every warehouse, safety levels, listings on the flagship store, one promo cap
+    and one SKU low enough that its listings closed. Only the first time."""
+    if StockLevel.objects.exists():
+        return
+    for warehouse in Warehouse.objects.filter(code__in=[w[0] for w in WAREHOUSES]):
+        for code, *_ in SKUS:
+            quantity = 6 if code == "SKU-GIFT-01" else 200
+            inventory.receive_stock(warehouse.code, code, quantity, reference="demo opening stock")
+            inventory.set_safety_stock(warehouse.code, code, 10 if code == "SKU-GIFT-01" else 20)
+    flagship = Channel.objects.get(code="TB-FLAGSHIP")
+    for sku in SKU.objects.filter(code__in=[s[0] for s in SKUS]):
+        ChannelListing.objects.get_or_create(
+            channel=flagship, sku=sku, defaults={"promo_cap": 100 if sku.code == "SKU-TEA-002" else None})
+    inventory.review_listings(SKU.objects.get(code="SKU-GIFT-01").pk)
+    stdout.write("  stock: 3 warehouses × 5 SKUs received; SKU-GIFT-01 below safety (listing closed)")
 
 
 def _demo_order(device, external_id, stage, hours_ago, receiver_index) -> bool:

@@ -15,6 +15,7 @@ from django.utils import timezone
 from inventory.models import SKU
 from oms.errors import Conflict, DomainError, Forbidden, Invalid
 
+from . import stock_flow
 from .events import SYSTEM, Actor, EventKind, Track, record_event
 from .models import ScannerEvent, Shipment, Status, WarehouseDevice
 from .services import lock_order, transition
@@ -100,6 +101,7 @@ def _apply(device: WarehouseDevice, event: dict) -> ScanReply:
     )
     if event["type"] == OUTBOUND:
         _create_shipment(order, event, scanned_at)
+        stock_flow.ship(order, device.warehouse_id)
         if order.status == Status.SHIP_REQUESTED:
             transition(order, "mark_shipped", SYSTEM, at=scanned_at,
                        summary=f"shipped: outbound scan at {station}, {event['carrier']} {event['tracking_no']}")

@@ -11,9 +11,11 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_fsm import can_proceed, has_transition_perm
 
+from inventory import services as inventory_services
 from inventory.models import Warehouse
 from oms.errors import Conflict, Forbidden, Invalid, NotFound
 
+from . import stock_flow
 from .events import SYSTEM, Actor, EventKind, Track, record_event
 from .identity import identity_for
 from .models import Order, OrderLine, Status
@@ -191,6 +193,7 @@ def _create_or_update(channel, data: dict, actor: Actor) -> tuple[Order, str]:
         summary=f"order {order.order_no} created from {channel.code} {order.external_order_id}",
         payload={"lines": len(data["lines"]), "payable": str(order.payable_amount)},
     )
+    stock_flow.reserve_at_creation(order, actor)
     _follow_channel_status(order, data, actor)
     return order, "created"
 
@@ -202,10 +205,14 @@ def _follow_channel_status(order: Order, data: dict, actor: Actor) -> None:
     )
     if was_paid and order.status == Status.PENDING_PAYMENT:
         transition(order, "mark_paid", actor, at=data.get("paid_at") or timezone.now())
+        if wanted == Status.PAID:
+            stock_flow.reserve_or_hold(order, actor)
     if wanted == Status.CANCELLED and can_proceed(order.cancel):
         transition(order, "cancel", actor, reason="cancelled on the channel")
+        stock_flow.release(order, "cancelled on the channel")
     if wanted == Status.REFUNDED and can_proceed(order.start_refund):
         transition(order, "start_refund", actor, summary="refunded on the channel")
+        stock_flow.release(order, "refunded on the channel")
 
 
 def _apply_channel_update(order: Order, data: dict, digest: str, actor: Actor) -> str:
@@ -230,6 +237,9 @@ def _apply_channel_update(order: Order, data: dict, digest: str, actor: Actor) -
 def approve_order(order_no: str, actor: Actor, at: datetime | None = None) -> Order:
     order = lock_order(order_no)
     transition(order, "approve", actor, at=at)
+    if not stock_flow.has_reservations(order) and not stock_flow.reserve_or_hold(order, SYSTEM):
+        return order
+    stock_flow.allocate(order, SYSTEM)
     return order
 
 
@@ -248,11 +258,15 @@ def route_order(order_no: str, warehouse_code: str, actor: Actor, at: datetime |
             f"cannot route an order that is {order.status}",
             state={"status": order.status, "fulfilment": order.fulfilment}, allowed=[],
         )
+    if not can_proceed(order.allocate, check_conditions=False):
+        transition(order, "allocate", actor)  # refused with the state and what is allowed
     previous = order.warehouse
+    moved = stock_flow.move_to(order, warehouse)
     order.warehouse = warehouse
     transition(
         order, "allocate", actor, at=at,
-        summary=f"routed to {warehouse.code}" + (f" (was {previous.code})" if previous else ""),
+        summary=f"routed to {warehouse.code}" + (f" (was {previous.code})" if previous else "")
+        + (f"; {moved}" if moved else ""),
         payload={"warehouse": warehouse.code, "previous": previous.code if previous else None},
     )
     return order
@@ -277,6 +291,7 @@ def cancel_order(order_no: str, reason: str, actor: Actor, at: datetime | None =
     order = lock_order(order_no)
     transition(order, "cancel", actor, at=at, reason=reason.strip(),
                summary=f"cancelled: {reason.strip()}")
+    stock_flow.release(order, "cancelled")
     return order
 
 
@@ -293,7 +308,26 @@ def hold_order(order_no: str, reason: str, actor: Actor, at: datetime | None = N
 def release_hold(order_no: str, actor: Actor, at: datetime | None = None) -> Order:
     order = lock_order(order_no)
     transition(order, "release_hold", actor, at=at)
+    if not stock_flow.has_reservations(order):
+        try:
+            inventory_services.reserve_for_order(order)
+        except inventory_services.OutOfStock as exc:
+            raise Conflict(f"still cannot reserve stock: {exc.detail}", **exc.extra) from None
     return order
+
+
+def expire_unpaid_reservations(limit: int = 500) -> int:
+    """Release stock held for unpaid orders past their expiry; each order on its own."""
+    expired = 0
+    for order_no in inventory_services.expired_order_numbers(limit=limit):
+        with transaction.atomic():
+            order = lock_order(order_no)
+            if order.status == Status.PENDING_PAYMENT:
+                stock_flow.release(order, "unpaid reservation expired")
+                expired += 1
+            else:
+                inventory_services.confirm_reservations(order)
+    return expired
 
 
 @transaction.atomic

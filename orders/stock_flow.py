@@ -1,0 +1,100 @@
+"""Where the order's life meets stock: reserve on payment (or creation, with an expiry),
+allocate on approval, release on cancel/refund/expiry, consume on the outbound scan.
+
+Called by orders.services with the order row locked, inside its transaction.
+"""
+
+from collections import Counter
+
+from inventory import services as inventory
+from inventory.models import Reservation, Warehouse
+
+from .events import SYSTEM, Actor, EventKind, Track, record_event
+from .models import Order, Status
+
+
+def _summary(reservations: list[Reservation]) -> str:
+    per_warehouse = Counter()
+    for reservation in reservations:
+        per_warehouse[reservation.warehouse_id] += reservation.quantity
+    codes = dict(Warehouse.objects.filter(pk__in=per_warehouse).values_list("pk", "code"))
+    return ", ".join(f"{codes[w]} × {q}" for w, q in sorted(per_warehouse.items()))
+
+
+def has_reservations(order: Order) -> bool:
+    return inventory.active_reservations(order).exists()
+
+
+def reserve_at_creation(order: Order, actor: Actor) -> None:
+    """Channels that reserve on creation hold stock for unpaid orders until they expire."""
+    expires_at = inventory.pending_expiry(order.channel)
+    if expires_at is None or order.status != Status.PENDING_PAYMENT:
+        return
+    try:
+        reservations = inventory.reserve_for_order(order, expires_at=expires_at)
+    except inventory.OutOfStock as exc:
+        record_event(order, track=Track.SYSTEM, kind=EventKind.SYNC, actor=SYSTEM,
+                     summary=f"no stock reserved for the unpaid order: {exc.detail}",
+                     payload={"shortages": exc.extra.get("shortages", [])})
+        return
+    record_event(order, track=Track.SYSTEM, kind=EventKind.SYNC, actor=SYSTEM,
+                 summary=f"stock reserved until {expires_at:%Y-%m-%d %H:%M} UTC: {_summary(reservations)}")
+
+
+def reserve_or_hold(order: Order, actor: Actor) -> bool:
+    """After payment: keep the creation-time reservation, or reserve now; out of stock puts
+    the paid order on hold with the reason. Returns whether stock is reserved."""
+    from .services import transition
+
+    if has_reservations(order):
+        inventory.confirm_reservations(order)
+        return True
+    try:
+        reservations = inventory.reserve_for_order(order)
+    except inventory.OutOfStock as exc:
+        transition(order, "hold", SYSTEM, reason=exc.detail, summary=f"on hold: {exc.detail}",
+                   payload={"shortages": exc.extra.get("shortages", [])})
+        return False
+    record_event(order, track=Track.SYSTEM, kind=EventKind.SYNC, actor=SYSTEM,
+                 summary=f"stock reserved: {_summary(reservations)}")
+    return True
+
+
+def primary_warehouse(order: Order) -> int | None:
+    """The warehouse holding most of the order's reserved units."""
+    units = Counter()
+    for warehouse_id, quantity in inventory.active_reservations(order).values_list("warehouse_id", "quantity"):
+        units[warehouse_id] += quantity
+    return units.most_common(1)[0][0] if units else None
+
+
+def allocate(order: Order, actor: Actor) -> None:
+    """An approved order is allocated to the warehouse its reservation is in."""
+    from .services import transition
+
+    warehouse_id = primary_warehouse(order)
+    if warehouse_id is None or order.fulfilment != "unallocated":
+        return
+    order.warehouse_id = warehouse_id
+    code = Warehouse.objects.get(pk=warehouse_id).code
+    transition(order, "allocate", actor, summary=f"allocated to {code} (automatic routing)",
+               payload={"warehouse": code, "automatic": True})
+
+
+def move_to(order: Order, warehouse: Warehouse) -> str:
+    """Manual re-route: the reservation moves with the order, atomically, or nothing changes."""
+    if order.status in (Status.PENDING_PAYMENT,) and not has_reservations(order):
+        return ""
+    reservations = inventory.move_reservations(order, warehouse.pk)
+    return f"reservation moved: {_summary(reservations)}"
+
+
+def release(order: Order, reason: str) -> None:
+    released = inventory.release_for_order(order, reason)
+    if released:
+        record_event(order, track=Track.SYSTEM, kind=EventKind.SYNC, actor=SYSTEM,
+                     summary=f"{released} reserved units released ({reason})")
+
+
+def ship(order: Order, warehouse_id: int) -> int:
+    return inventory.ship_for_order(order, warehouse_id)
