@@ -17,6 +17,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def empty_cache(django_db_setup):
+    """The test Redis database starts empty: ids restart with each test database."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hasher(settings):
     """Test users get a password; the production hasher's 1M PBKDF2 rounds would dominate."""

@@ -3,6 +3,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .models import (
     SKU,
+    CacheCheck,
     ChannelListing,
     ListingChange,
     Reservation,
@@ -86,3 +87,13 @@ class ChannelListingAdmin(admin.ModelAdmin):
     search_fields = ["sku__code"]
     readonly_fields = ["is_open", "closed_reason", "promo_reserved", "changed_at"]
     inlines = [ListingChangeInline]
+
+
+@admin.register(CacheCheck)
+class CacheCheckAdmin(ReadOnlyAdmin):
+    list_display = ["at", "sampled", "holes", "wrong", "repaired", "hit_rate_percent", "alerting", "cache_up"]
+    list_filter = ["alerting", "cache_up"]
+
+    @admin.display(description=_("hit rate"))
+    def hit_rate_percent(self, obj):
+        return "—" if obj.hit_rate is None else f"{obj.hit_rate:.1%}"

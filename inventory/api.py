@@ -61,7 +61,9 @@ class ReceiptView(APIView):
     def post(self, request):
         serializer = ReceiptSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        level = services.receive_stock(**serializer.validated_data, user=request.user)
+        data = serializer.validated_data
+        level = services.receive_stock(data["warehouse"], data["sku"], data["quantity"],
+                                       reference=data["reference"], user=request.user)
         return Response(StockLevelSerializer(level).data, status=status.HTTP_201_CREATED)
 
 

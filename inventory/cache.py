@@ -69,6 +69,49 @@ def publish_level(state) -> None:
         logger.warning("availability cache write skipped for sku %s", state.sku_id, exc_info=True)
 
 
+HITS, MISSES = "avail:stats:hits", "avail:stats:misses"
+
+
+def count(hit: bool) -> None:
+    try:
+        client = _redis()
+        name = HITS if hit else MISSES
+        if client is None:
+            cache.get_or_set(name, 0)
+            cache.incr(name)
+        else:
+            client.incr(cache.make_and_validate_key(name))
+    except Exception:  # noqa: BLE001
+        logger.debug("cache statistics skipped", exc_info=True)
+
+
+def take_counts() -> tuple[int, int]:
+    """Hits and misses since the last call (read and reset)."""
+    try:
+        client = _redis()
+        if client is None:
+            hits, misses = cache.get(HITS, 0), cache.get(MISSES, 0)
+            cache.set_many({HITS: 0, MISSES: 0})
+            return hits, misses
+        with client.pipeline() as pipe:
+            pipe.getset(cache.make_and_validate_key(HITS), 0)
+            pipe.getset(cache.make_and_validate_key(MISSES), 0)
+            hits, misses = pipe.execute()
+        return int(hits or 0), int(misses or 0)
+    except Exception:  # noqa: BLE001
+        return 0, 0
+
+
+def answering() -> bool:
+    try:
+        client = _redis()
+        if client is not None:
+            client.ping()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
 def read_levels(sku_id: int) -> dict[int, dict] | None:
     """{warehouse_id: numbers} from the cache, or None on a miss or when Redis is down."""
     try:

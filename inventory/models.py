@@ -242,3 +242,31 @@ class StockCountLine(models.Model):
     @property
     def variance(self) -> int | None:
         return None if self.system_on_hand is None else self.counted - self.system_on_hand
+
+
+class CacheCheck(models.Model):
+    """One run of the availability-cache health check: what it sampled, found and repaired."""
+
+    at = models.DateTimeField(_("at"), auto_now_add=True, db_index=True)
+    sampled = models.PositiveIntegerField(_("SKUs sampled"))
+    holes = models.PositiveIntegerField(_("holes"), help_text=_("SKUs or warehouses missing from the cache."))
+    wrong = models.PositiveIntegerField(_("wrong values"))
+    repaired = models.PositiveIntegerField(_("repaired"))
+    hits = models.PositiveBigIntegerField(_("cache hits since the last check"), default=0)
+    misses = models.PositiveBigIntegerField(_("cache misses since the last check"), default=0)
+    mismatch_ratio = models.FloatField(_("mismatch ratio"))
+    alerting = models.BooleanField(_("above the alert threshold"), default=False)
+    cache_up = models.BooleanField(_("cache answered"), default=True)
+
+    class Meta:
+        verbose_name = _("cache health check")
+        verbose_name_plural = _("cache health checks")
+        ordering = ["-at"]
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M} {self.holes} holes, {self.wrong} wrong of {self.sampled}"
+
+    @property
+    def hit_rate(self) -> float | None:
+        total = self.hits + self.misses
+        return None if total == 0 else self.hits / total

@@ -26,6 +26,7 @@ def levels_from_database(sku_id: int) -> dict[int, dict]:
 def availability(sku: SKU) -> Availability:
     levels = cache.read_levels(sku.pk)
     source = "cache"
+    cache.count(hit=levels is not None)
     if levels is None:
         levels = levels_from_database(sku.pk)
         cache.replace_levels(sku.pk, levels)

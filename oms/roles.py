@@ -30,6 +30,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "orders.add_order_note",
         "inventory.view_warehouse",
         "inventory.view_sku",
+        "inventory.view_stocklevel",
         "channels.view_channel",
         "alerts.view_alert",
     ),

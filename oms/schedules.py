@@ -18,6 +18,8 @@ class DefaultSchedule:
 DEFAULT_SCHEDULES: list[DefaultSchedule] = [
     DefaultSchedule("oms: worker heartbeat", "oms.heartbeat", every_seconds=60),
     DefaultSchedule("orders: close shipped orders (sweep)", "orders.sweep_shipped", every_seconds=60),
+    DefaultSchedule("inventory: availability cache health check", "inventory.check_availability_cache",
+                    every_seconds=600),
     DefaultSchedule("orders: release expired unpaid reservations", "orders.expire_unpaid_reservations",
                     every_seconds=60),
 ]
