@@ -2,17 +2,40 @@
 
 The only code that changes on_hand or reserved. Each change is one UPDATE whose WHERE clause
 carries the invariant (`on_hand - reserved >= q` to reserve), so concurrent writers can never
-oversell; the row count tells whether it applied. Callers run inside a transaction and change
-several rows in one fixed order (SKU id, then warehouse id), which rules out deadlocks.
+oversell; the returned row tells whether it applied. On PostgreSQL the ledger row is inserted
+by the same statement (a data-modifying CTE): one round trip, and the row lock is held for as
+short a time as possible, which is what bounds throughput on a hot SKU. Callers run inside a
+transaction and change several rows in one fixed order (SKU id, then warehouse id), which
+rules out deadlocks.
 """
 
 from dataclasses import dataclass
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from .models import MovementKind, StockLevel, StockMovement
 
-_TABLE = StockLevel._meta.db_table
+_LEVELS = StockLevel._meta.db_table
+_MOVEMENTS = StockMovement._meta.db_table
+_SET = (
+    f"UPDATE {_LEVELS} SET on_hand = on_hand + %s, reserved = reserved + %s, "  # noqa: S608
+    "version = version + 1, updated_at = CURRENT_TIMESTAMP "
+    "WHERE warehouse_id = %s AND sku_id = %s AND {guard} "
+    "RETURNING on_hand, reserved, safety_stock, version"
+)
+_MOVEMENT_COLUMNS = (
+    "warehouse_id, sku_id, kind, on_hand_delta, reserved_delta, reason, reference, order_id, "
+    "reservation_id, user_id, created_at"
+)
+_INSERT_MOVEMENT = f"INSERT INTO {_MOVEMENTS} ({_MOVEMENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"  # noqa: S608
+# Table and column names are ours; every value is a parameter.
+_SET_AND_RECORD = (
+    "WITH level AS ({update}), movement AS ("  # noqa: S608
+    f"INSERT INTO {_MOVEMENTS} ({_MOVEMENT_COLUMNS}) "
+    "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM level RETURNING 1) "
+    "SELECT on_hand, reserved, safety_stock, version FROM level"
+)
 
 
 @dataclass(frozen=True)
@@ -29,28 +52,41 @@ class LevelState:
         return self.on_hand - self.reserved
 
 
-def _update(warehouse_id: int, sku_id: int, on_hand_delta: int, reserved_delta: int,
-            guard: str, guard_params: list) -> LevelState | None:
-    sql = (
-        f"UPDATE {_TABLE} SET on_hand = on_hand + %s, reserved = reserved + %s, "  # noqa: S608
-        "version = version + 1, updated_at = CURRENT_TIMESTAMP "
-        f"WHERE warehouse_id = %s AND sku_id = %s AND {guard} "
-        "RETURNING on_hand, reserved, safety_stock, version"
-    )
+class LedgerError(Exception):
+    """A counter change the current stock does not allow (a bug or a race lost)."""
+
+
+def _change(warehouse_id: int, sku_id: int, kind: str, on_hand_delta: int, reserved_delta: int,
+            guard: str, guard_params: list, *, reason: str = "", reference: str = "", order=None,
+            reservation=None, user=None) -> LevelState | None:
+    """Apply the deltas if `guard` holds and write the ledger row; None when refused."""
+    update = _SET.format(guard=guard)
+    update_params = [on_hand_delta, reserved_delta, warehouse_id, sku_id, *guard_params]
+    movement = [
+        warehouse_id, sku_id, kind, on_hand_delta, reserved_delta, reason[:255], reference[:100],
+        getattr(order, "pk", order), getattr(reservation, "pk", reservation),
+        getattr(user, "pk", None), timezone.now(),
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [on_hand_delta, reserved_delta, warehouse_id, sku_id, *guard_params])
-        row = cursor.fetchone()
+        if connection.vendor == "postgresql":
+            cursor.execute(_SET_AND_RECORD.format(update=update), update_params + movement)
+            row = cursor.fetchone()
+        else:
+            cursor.execute(update, update_params)
+            row = cursor.fetchone()
+            if row is not None:
+                cursor.execute(_INSERT_MOVEMENT, movement)
     if row is None:
         return None
     state = LevelState(warehouse_id, sku_id, *row)
-    _after_commit_publish(state)
+    transaction.on_commit(lambda: _publish(state))
     return state
 
 
-def _after_commit_publish(state: LevelState) -> None:
+def _publish(state: LevelState) -> None:
     from .cache import publish_level
 
-    transaction.on_commit(lambda: publish_level(state))
+    publish_level(state)
 
 
 def ensure_level(warehouse_id: int, sku_id: int) -> None:
@@ -59,26 +95,24 @@ def ensure_level(warehouse_id: int, sku_id: int) -> None:
 
 def reserve(warehouse_id: int, sku_id: int, quantity: int, **movement) -> LevelState | None:
     """Reserve `quantity` if that much is available; None (nothing changed) otherwise."""
-    state = _update(warehouse_id, sku_id, 0, quantity, "on_hand - reserved >= %s", [quantity])
-    if state is not None:
-        _record(warehouse_id, sku_id, MovementKind.RESERVE, 0, quantity, **movement)
-    return state
+    return _change(warehouse_id, sku_id, MovementKind.RESERVE, 0, quantity,
+                   "on_hand - reserved >= %s", [quantity], **movement)
 
 
 def release(warehouse_id: int, sku_id: int, quantity: int, **movement) -> LevelState:
-    state = _update(warehouse_id, sku_id, 0, -quantity, "reserved >= %s", [quantity])
+    state = _change(warehouse_id, sku_id, MovementKind.RELEASE, 0, -quantity,
+                    "reserved >= %s", [quantity], **movement)
     if state is None:
         raise LedgerError(f"cannot release {quantity}: less reserved at {warehouse_id}/{sku_id}")
-    _record(warehouse_id, sku_id, MovementKind.RELEASE, 0, -quantity, **movement)
     return state
 
 
 def ship(warehouse_id: int, sku_id: int, quantity: int, **movement) -> LevelState:
     """A reserved quantity leaves the warehouse: on hand and reserved both fall."""
-    state = _update(warehouse_id, sku_id, -quantity, -quantity, "reserved >= %s", [quantity])
+    state = _change(warehouse_id, sku_id, MovementKind.SHIP, -quantity, -quantity,
+                    "reserved >= %s", [quantity], **movement)
     if state is None:
         raise LedgerError(f"cannot ship {quantity}: less reserved at {warehouse_id}/{sku_id}")
-    _record(warehouse_id, sku_id, MovementKind.SHIP, -quantity, -quantity, **movement)
     return state
 
 
@@ -86,21 +120,10 @@ def add_on_hand(warehouse_id: int, sku_id: int, quantity: int, kind: str, **move
     """Receipts, returns (quantity > 0) and count adjustments (either sign). A decrease may
     not cut into reserved stock: that would break promises already made."""
     ensure_level(warehouse_id, sku_id)
-    state = _update(warehouse_id, sku_id, quantity, 0, "on_hand + %s >= reserved", [quantity])
+    state = _change(warehouse_id, sku_id, kind, quantity, 0, "on_hand + %s >= reserved", [quantity],
+                    **movement)
     if state is None:
         raise LedgerError(
             f"cannot lower on hand by {-quantity} at {warehouse_id}/{sku_id}: it is reserved"
         )
-    _record(warehouse_id, sku_id, kind, quantity, 0, **movement)
     return state
-
-
-def _record(warehouse_id, sku_id, kind, on_hand_delta, reserved_delta, **movement) -> None:
-    StockMovement.objects.create(
-        warehouse_id=warehouse_id, sku_id=sku_id, kind=kind,
-        on_hand_delta=on_hand_delta, reserved_delta=reserved_delta, **movement,
-    )
-
-
-class LedgerError(Exception):
-    """A counter change the current stock does not allow (a bug or a race lost)."""
