@@ -239,7 +239,7 @@ def approve_order(order_no: str, actor: Actor, at: datetime | None = None) -> Or
     transition(order, "approve", actor, at=at)
     if not stock_flow.has_reservations(order) and not stock_flow.reserve_or_hold(order, SYSTEM):
         return order
-    stock_flow.allocate(order, SYSTEM)
+    stock_flow.allocate(order, SYSTEM, at=at)
     return order
 
 
@@ -310,7 +310,7 @@ def release_hold(order_no: str, actor: Actor, at: datetime | None = None) -> Ord
     transition(order, "release_hold", actor, at=at)
     if not stock_flow.has_reservations(order):
         try:
-            inventory_services.reserve_for_order(order)
+            inventory_services.reserve_for_order(order, only_warehouse=order.warehouse_id)
         except inventory_services.OutOfStock as exc:
             raise Conflict(f"still cannot reserve stock: {exc.detail}", **exc.extra) from None
     return order

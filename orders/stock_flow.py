@@ -5,6 +5,7 @@ Called by orders.services with the order row locked, inside its transaction.
 """
 
 from collections import Counter
+from datetime import datetime
 
 from inventory import services as inventory
 from inventory.models import Reservation, Warehouse
@@ -50,7 +51,8 @@ def reserve_or_hold(order: Order, actor: Actor) -> bool:
         inventory.confirm_reservations(order)
         return True
     try:
-        reservations = inventory.reserve_for_order(order)
+        # An order routed by hand before payment reserves in its warehouse, where it will ship.
+        reservations = inventory.reserve_for_order(order, only_warehouse=order.warehouse_id)
     except inventory.OutOfStock as exc:
         transition(order, "hold", SYSTEM, reason=exc.detail, summary=f"on hold: {exc.detail}",
                    payload={"shortages": exc.extra.get("shortages", [])})
@@ -68,7 +70,7 @@ def primary_warehouse(order: Order) -> int | None:
     return units.most_common(1)[0][0] if units else None
 
 
-def allocate(order: Order, actor: Actor) -> None:
+def allocate(order: Order, actor: Actor, at: datetime | None = None) -> None:
     """An approved order is allocated to the warehouse its reservation is in."""
     from .services import transition
 
@@ -77,7 +79,7 @@ def allocate(order: Order, actor: Actor) -> None:
         return
     order.warehouse_id = warehouse_id
     code = Warehouse.objects.get(pk=warehouse_id).code
-    transition(order, "allocate", actor, summary=f"allocated to {code} (automatic routing)",
+    transition(order, "allocate", actor, at=at, summary=f"allocated to {code} (automatic routing)",
                payload={"warehouse": code, "automatic": True})
 
 

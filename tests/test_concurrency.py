@@ -14,6 +14,7 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from inventory.models import Reservation, StockLevel
 from oms.errors import Conflict
 from orders import services
 from orders.events import Actor
@@ -30,6 +31,7 @@ from orders.tests.factories import (
     order_payload,
     scan,
     scan_body,
+    stock_up,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -64,6 +66,13 @@ def run_together(calls, timeout: float = 60) -> list:
         thread.join(timeout)
     assert not any(thread.is_alive() for thread in threads), "a thread hung (deadlock?)"
     return results
+
+
+def stock_of(order: Order) -> tuple[int, int]:
+    """(on hand, reserved) of the order's one SKU, over every warehouse."""
+    sku = order.lines.get().sku
+    rows = StockLevel.objects.filter(sku=sku).values_list("on_hand", "reserved")
+    return sum(r[0] for r in rows), sum(r[1] for r in rows)
 
 
 def business_path_is_consistent(order: Order) -> bool:
@@ -127,8 +136,12 @@ def test_parallel_approvals_of_one_order_apply_once():
     assert outcomes == {"ok": 1, "error": 7}
     assert all(isinstance(value, Conflict) for kind, value in results if kind == "error")
     assert OrderEvent.objects.filter(order=order, to_state="approved").count() == 1
+    # Allocated once, by the approval that won, to the warehouse holding the reservation.
+    assert OrderEvent.objects.filter(order=order, track="physical", to_state="allocated").count() == 1
     order.refresh_from_db()
     assert order.status == Status.APPROVED
+    assert order.fulfilment == "allocated"
+    assert list(order.reservations.values_list("warehouse", "status")) == [(order.warehouse_id, "active")]
     assert business_path_is_consistent(order)
 
 
@@ -137,6 +150,8 @@ def test_cancel_racing_the_outbound_scan_one_wins_and_the_other_is_refused():
     ops = ops_actor()
     order = advance(make_order(), "packed", warehouse=warehouse, actor=ops)
     device, _token = make_device(warehouse, "dock-1")
+    on_hand, reserved = stock_of(order)
+    assert reserved == 1
 
     results = run_together([
         lambda: services.cancel_order(order.order_no, "customer called", ops),
@@ -151,12 +166,15 @@ def test_cancel_racing_the_outbound_scan_one_wins_and_the_other_is_refused():
         assert not Shipment.objects.filter(order=order).exists()
         assert order.physical_outbound_at is None
         assert not OrderEvent.objects.filter(order=order, to_state="outbound").exists()
+        assert stock_of(order) == (on_hand, 0)  # released, nothing left the shelf
     else:
         assert order.status == Status.SHIPPED
         assert scan_kind == "ok" and scan_value.status_code == 201
         assert cancel_kind == "error" and isinstance(cancel_value, Conflict)
         assert Shipment.objects.filter(order=order).count() == 1
         assert not OrderEvent.objects.filter(order=order, to_state="cancelled").exists()
+        assert stock_of(order) == (on_hand - 1, 0)  # consumed: the unit left with the parcel
+    assert not order.reservations.filter(status="active").exists()
     assert business_path_is_consistent(order)
 
 
@@ -181,12 +199,16 @@ def test_approve_and_cancel_together_serialize():
         assert isinstance(approve_value, Conflict) and approved == 0
         assert approve_value.extra["state"]["status"] == Status.CANCELLED
     assert OrderEvent.objects.filter(order=order, to_state="cancelled").count() == 1
+    # Whichever came first, the reservation is released exactly once.
+    assert list(order.reservations.values_list("status", flat=True)) == ["released"]
+    assert stock_of(order)[1] == 0
     assert business_path_is_consistent(order)
 
 
 def test_twenty_parallel_orders_get_twenty_distinct_numbers():
     channel = ChannelFactory(kind="taobao")
     sku = SKUFactory()
+    stock_up(WarehouseFactory(), [(sku, 20)], factor=1)  # exactly one unit per order
     placed_at = timezone.now()
     payloads = [order_payload([(sku, 1, "9.90")], placed_at=placed_at, phone="13800001234")
                 for _ in range(20)]
@@ -202,11 +224,16 @@ def test_twenty_parallel_orders_get_twenty_distinct_numbers():
     assert Order.objects.filter(channel=channel).count() == 20
     # The same buyer phone, concurrently: one identity.
     assert len(set(Order.objects.filter(channel=channel).values_list("customer_id", flat=True))) == 1
+    # Every order reserved its unit: all paid, the stock exactly used up, never oversold.
+    assert set(Order.objects.filter(channel=channel).values_list("status", flat=True)) == {Status.PAID}
+    assert StockLevel.objects.values_list("on_hand", "reserved").get(sku=sku) == (20, 20)
+    assert Reservation.objects.filter(sku=sku, status="active").count() == 20
 
 
 def test_the_same_channel_order_delivered_in_parallel_is_created_once():
     channel = ChannelFactory()
     payload = order_payload(external_order_id="MP-RACE-1")
+    stock_up(WarehouseFactory(), [(line["sku"], line["quantity"]) for line in payload["lines"]])
 
     results = run_together([
         lambda: services.create_order(channel, dict(payload), Actor.for_channel(channel))
@@ -217,3 +244,6 @@ def test_the_same_channel_order_delivered_in_parallel_is_created_once():
     assert Counter(result for _ok, (_order, result) in results) == {"created": 1, "unchanged": 9}
     assert len({order.pk for _ok, (order, _result) in results}) == 1
     assert Order.objects.filter(channel=channel, external_order_id="MP-RACE-1").count() == 1
+    (order,) = {order for _ok, (order, _result) in results}
+    assert order.status == Status.PAID
+    assert list(order.reservations.values_list("quantity", "status")) == [(1, "active")]  # reserved once

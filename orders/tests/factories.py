@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from channels.models import Channel, ChannelKind
 from inventory.models import SKU, Warehouse
+from inventory.services import receive_stock
 from oms.tests.factories import UserFactory
 from orders import services
 from orders.devices import create_device
@@ -96,15 +97,34 @@ def order_payload(
     return data
 
 
+DEFAULT_STOCK_WAREHOUSE = "WH-DEFAULT"
+
+
+def stock_up(warehouse, lines, factor: int = 10) -> None:
+    """Receive enough of every line's SKU in `warehouse` (through the inventory service)."""
+    for sku, quantity in lines:
+        receive_stock(warehouse.code, sku.code, quantity * factor, reference="test stock")
+
+
+def stock_order(warehouse, order: Order, factor: int = 10) -> None:
+    """`stock_up` for every line of an existing order."""
+    stock_up(warehouse, [(line.sku, line.quantity) for line in order.lines.select_related("sku")], factor)
+
+
 def make_order(channel=None, lines=None, status: str = "paid", actor: Actor | None = None,
-               **overrides) -> Order:
+               stock: bool = True, **overrides) -> Order:
     """An order created through `services.create_order`, as a channel would create it.
 
     `lines` is [(sku, quantity, unit_price)]; `status` is the channel status
     (pending_payment | paid | cancelled | refunded); other keyword arguments override the
-    payload (placed_at, paid_at, receiver, payable, external_order_id, ...)."""
+    payload (placed_at, paid_at, receiver, payable, external_order_id, ...). With `stock`
+    (the default) the SKUs are first received in the WH-DEFAULT warehouse, so a paid order
+    reserves there instead of going on hold as out of stock."""
     channel = channel or ChannelFactory()
     data = order_payload(lines, status=status, **overrides)
+    if stock:
+        stock_up(WarehouseFactory(code=DEFAULT_STOCK_WAREHOUSE, priority=1000),
+                 [(line["sku"], line["quantity"]) for line in data["lines"]])
     order, _result = services.create_order(channel, data, actor or Actor.for_channel(channel))
     return Order.objects.get(pk=order.pk)
 
@@ -171,8 +191,10 @@ def advance(
 ) -> Order:
     """Move a paid order to `stage` through the services and scanner events.
 
-    Stages in order: paid → approved → routed (to `warehouse`, a new one by default) →
-    ship_requested → picking → packed → outbound. With `ship=False` the ship request is
+    Stages in order: paid → approved (which allocates the order to the warehouse holding its
+    reservation) → routed (re-routed to `warehouse`, a new one by default, stocked first) →
+    ship_requested → picking → packed → outbound. An order that already has a warehouse is
+    re-routed only when another `warehouse` is given. With `ship=False` the ship request is
     skipped, so the physical stages run while the status stays approved. `at` backdates the
     steps (each one `step` after the previous); without it they happen now."""
     if stage not in STAGES:
@@ -188,7 +210,7 @@ def advance(
     order.refresh_from_db()
     if order.approved_at is not None:
         done.add("approved")
-    if order.warehouse_id is not None:
+    if order.warehouse_id is not None and (warehouse is None or warehouse.pk == order.warehouse_id):
         done.add("routed")
     if order.ship_requested_at is not None:
         done.add("ship_requested")
@@ -202,6 +224,7 @@ def advance(
             services.approve_order(order.order_no, actor, at=when())
         elif name == "routed":
             warehouse = warehouse or WarehouseFactory()
+            stock_order(warehouse, order)
             services.route_order(order.order_no, warehouse.code, actor, at=when())
         elif name == "ship_requested":
             if ship:

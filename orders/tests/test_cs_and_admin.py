@@ -153,16 +153,41 @@ def test_admin_cancel_asks_for_a_reason_first():
 
 
 def test_admin_route_form_assigns_the_warehouse():
-    from orders.tests.factories import WarehouseFactory
+    from orders.tests.factories import WarehouseFactory, stock_order
 
     order = advance(make_order(), "approved")
     warehouse = WarehouseFactory(code="WH-GZ")
+    stock_order(warehouse, order)
     client = logged_in("ops")
 
     client.post(f"/admin/orders/order/{order.pk}/route/", {"warehouse": "WH-GZ"})
 
     order.refresh_from_db()
     assert (order.warehouse, order.fulfilment) == (warehouse, "allocated")
+    assert list(order.reservations.filter(status="active").values_list("warehouse", flat=True)) == [warehouse.pk]
+
+
+def test_admin_route_to_a_warehouse_without_stock_shows_why_and_changes_nothing():
+    from orders.tests.factories import DEFAULT_STOCK_WAREHOUSE, WarehouseFactory
+
+    order = advance(make_order(), "approved")
+    WarehouseFactory(code="WH-GZ")
+    events = order.events.count()
+    client = logged_in("ops")
+    client.post("/i18n/setlang/", {"language": "en"})
+
+    response = client.post(f"/admin/orders/order/{order.pk}/route/", {"warehouse": "WH-GZ"}, follow=True)
+
+    assert response.status_code == 200
+    sku = order.lines.get().sku.code
+    assert re.search(rf'class="error">out of stock: {sku} needs 1, 0 available<', response.content.decode(),
+                     re.IGNORECASE)
+    order.refresh_from_db()
+    assert (order.warehouse.code, order.fulfilment) == (DEFAULT_STOCK_WAREHOUSE, "allocated")
+    assert order.events.count() == events
+    assert list(order.reservations.values_list("warehouse__code", "status")) == [
+        (DEFAULT_STOCK_WAREHOUSE, "active")
+    ]
 
 
 def test_admin_never_saves_order_fields_directly():

@@ -13,7 +13,14 @@ from orders.events import Actor
 from orders.identity import identity_for, mask_phone, masked_hash, normalise_phone, phone_hash
 from orders.models import CustomerIdentity, Order, OrderEvent, Status
 from orders.numbers import next_order_no
-from orders.tests.factories import ChannelFactory, SKUFactory, make_order, order_payload
+from orders.tests.factories import (
+    ChannelFactory,
+    SKUFactory,
+    WarehouseFactory,
+    make_order,
+    order_payload,
+    stock_up,
+)
 
 # --- phone normalisation --------------------------------------------------------------------
 
@@ -161,6 +168,7 @@ def test_create_order_is_idempotent_on_channel_and_external_id():
     channel = ChannelFactory()
     actor = Actor.for_channel(channel)
     sku = SKUFactory()
+    stock_up(WarehouseFactory(code="WH-DEFAULT"), [(sku, 2)])  # paid below: it reserves
     payload = order_payload([(sku, 2, "99.00")], status="pending_payment",
                             external_order_id="MP-10001")
 
@@ -182,8 +190,10 @@ def test_create_order_is_idempotent_on_channel_and_external_id():
     assert order.paid_at == paid["paid_at"]
     new = list(OrderEvent.objects.filter(order=order).order_by("id")[events:])
     assert [(e.track, e.kind, e.to_state) for e in new] == [
-        ("business", "transition", "paid"), ("system", "sync", ""),
+        ("business", "transition", "paid"), ("system", "sync", ""), ("system", "sync", ""),
     ]
+    assert new[1].summary == "stock reserved: WH-DEFAULT × 2"
+    assert new[2].summary == "channel sent an update (status paid)"
 
     assert services.create_order(channel, paid, actor)[1] == "unchanged"
     assert Order.objects.filter(channel=channel, external_order_id="MP-10001").count() == 1

@@ -7,10 +7,20 @@ The warehouse_device role is a registered scanner's token, bound to the order's 
 import pytest
 from rest_framework.test import APIClient
 
-from inventory.models import SKU, Warehouse
+from inventory.models import SKU, Reservation, StockLevel, Warehouse
 from orders.models import Order, OrderEvent, WarehouseDevice
 from orders.scanning import PICK_STARTED
-from orders.tests.factories import SKUFactory, advance, make_device, make_order, scan_body
+from orders.tests.factories import (
+    DEFAULT_STOCK_WAREHOUSE,
+    SKUFactory,
+    WarehouseFactory,
+    advance,
+    make_device,
+    make_order,
+    scan_body,
+    stock_order,
+    stock_up,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +42,7 @@ def ops_only(code: int) -> dict:
 
 
 def manual_order_body() -> dict:
-    SKUFactory(code="SKU-001")
+    stock_up(WarehouseFactory(code=DEFAULT_STOCK_WAREHOUSE, priority=1000), [(SKUFactory(code="SKU-001"), 1)])
     return {
         "receiver": {"name": "张三", "phone": "13800001234", "province": "上海",
                      "address": "世纪大道100号"},
@@ -67,7 +77,9 @@ def orders_approve(ops, wh):
 
 
 def orders_route(ops, wh):
-    return "post", f"/api/v1/orders/{make_order().order_no}/route/", {"warehouse": wh.code}
+    order = make_order()
+    stock_order(wh, order)  # routing moves the reservation: the target needs the stock
+    return "post", f"/api/v1/orders/{order.order_no}/route/", {"warehouse": wh.code}
 
 
 def orders_ship_request(ops, wh):
@@ -173,6 +185,8 @@ def world() -> dict:
         "devices": WarehouseDevice.objects.count(),
         "warehouses": sorted(Warehouse.objects.values_list("code", "priority")),
         "skus": SKU.objects.count(),
+        "reservations": sorted(Reservation.objects.values_list("pk", "warehouse_id", "status")),
+        "stock": sorted(StockLevel.objects.values_list("warehouse_id", "sku_id", "on_hand", "reserved")),
     }
 
 

@@ -2,8 +2,10 @@
 
 Each row builds an order in the source state through the services and scanner events, then
 asks for the transition the way production does (the service where one exists, otherwise
-`services.transition` on a locked order). Allowed: the field moves to the target and exactly
-one OrderEvent is written. Refused: Conflict with `state` and `allowed`, and nothing changed.
+`services.transition` on a locked order). Allowed: the field moves to the target and the
+transition's OrderEvent is written, plus exactly the events its stock side effects write
+(approval allocates to the reserved warehouse, cancel releases the reservation). Refused:
+Conflict with `state` and `allowed`, and nothing changed, stock included.
 """
 
 from datetime import timedelta
@@ -12,6 +14,7 @@ import pytest
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
+from inventory.models import Reservation, StockLevel
 from oms.errors import Conflict, Forbidden
 from oms.tests.factories import UserFactory
 from orders import services
@@ -26,7 +29,17 @@ from orders.models import (
     Status,
 )
 from orders.scanning import OUTBOUND, PACK_VERIFIED, PICK_STARTED
-from orders.tests.factories import WarehouseFactory, advance, make_device, make_order, scan
+from orders.tests.factories import (
+    DEFAULT_STOCK_WAREHOUSE,
+    SKUFactory,
+    WarehouseFactory,
+    advance,
+    make_device,
+    make_order,
+    scan,
+    stock_order,
+    stock_up,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -78,7 +91,9 @@ FULFILMENT_TABLE = {
 }
 
 FULFILMENT_ALLOWED = {
-    F.UNALLOCATED: [],  # allocate needs a warehouse: route_order sets it and allocates at once
+    # allocate needs a warehouse: approval allocates to the reserved one, route_order sets one
+    # and allocates at once
+    F.UNALLOCATED: [],
     F.ALLOCATED: ["allocate", "start_picking"],
     F.PICKING: ["verify_pack"],
     F.PACKED: ["record_outbound"],
@@ -122,7 +137,7 @@ def order_in_status(state: str, actor: Actor) -> Order:
         if state == S.REFUNDED:
             _system_transition(no, "mark_refunded")
     elif state == S.APPROVED:
-        advance(order, "routed", actor=actor)
+        advance(order, "approved", actor=actor)  # approval allocates: it has a warehouse
     elif state == S.SHIP_REQUESTED:
         advance(order, "ship_requested", actor=actor)
     else:  # shipped, delivered, completed: the parcel really left
@@ -138,10 +153,13 @@ def order_in_status(state: str, actor: Actor) -> Order:
 
 
 def order_in_fulfilment(state: str, actor: Actor):
-    """An approved order (no ship request, so status stays approved) and its scanner."""
+    """An order in that physical state and its scanner: approved (no ship request, so the
+    status stays approved) and routed, or for `unallocated` a paid order with its reservation,
+    since approval allocates at once and an approved order is never unallocated."""
     order = make_order()
     if state == F.UNALLOCATED:
-        return advance(order, "approved", actor=actor), None
+        assert (order.status, order.warehouse_id) == (S.PAID, None)
+        return order, None
     order = advance(order, "routed", actor=actor)
     device, _token = make_device(order.warehouse)
     stage = {F.PICKING: "picking", F.PACKED: "packed"}.get(state)
@@ -157,6 +175,12 @@ def order_in_fulfilment(state: str, actor: Actor):
     order.refresh_from_db()
     assert (order.status, order.fulfilment) == (S.APPROVED, state)
     return order, device
+
+
+def reserved_in(order: Order) -> list[str]:
+    """Warehouse codes of the order's active reservations."""
+    return list(Reservation.objects.filter(order=order, status=Reservation.State.ACTIVE)
+                .values_list("warehouse__code", flat=True))
 
 
 def run_status_transition(order: Order, name: str, actor: Actor) -> None:
@@ -177,7 +201,10 @@ def run_status_transition(order: Order, name: str, actor: Actor) -> None:
 
 def run_fulfilment_transition(order: Order, device, name: str, actor: Actor) -> None:
     if name == "allocate":
-        services.route_order(order.order_no, (order.warehouse or WarehouseFactory()).code, actor)
+        # To its own warehouse, or (not yet allocated) the one holding its reservation: both
+        # have the stock, so only the state machine decides.
+        target = order.warehouse.code if order.warehouse else reserved_in(order)[0]
+        services.route_order(order.order_no, target, actor)
     elif name in SCAN_TYPES and device is not None:
         reply = scan(device, order, SCAN_TYPES[name])
         assert reply.status_code == 201, reply.body
@@ -193,7 +220,15 @@ def snapshot(order: Order) -> dict:
         "events": list(OrderEvent.objects.filter(order=order).values_list("pk", flat=True)),
         "shipments": Shipment.objects.filter(order=order).count(),
         "scanner_events": ScannerEvent.objects.filter(order=order).count(),
+        "reservations": sorted(Reservation.objects.filter(order=order)
+                               .values_list("pk", "warehouse_id", "quantity", "status")),
+        "stock": sorted(StockLevel.objects.filter(sku__in=order.lines.values("sku"))
+                        .values_list("warehouse_id", "sku_id", "on_hand", "reserved")),
     }
+
+
+def active_reservations(snap: dict) -> list[tuple]:
+    return [row for row in snap["reservations"] if row[3] == Reservation.State.ACTIVE]
 
 
 STATUS_CASES = [
@@ -216,11 +251,30 @@ def test_status_transition(name, state, allowed, target, ops):
     if allowed:
         run_status_transition(order, name, ops)
         order.refresh_from_db()
+        after = snapshot(order)
         assert order.status == target
-        assert order.fulfilment == before["order"]["fulfilment"]
-        new = OrderEvent.objects.filter(order=order).exclude(pk__in=before["events"])
-        assert [(e.track, e.from_state, e.to_state) for e in new] == [("business", state, target)]
-        assert order.status_changed_at == new.get().at
+        expected = [("business", state, target)]
+        if name == "approve":  # approval allocates to the warehouse holding the reservation
+            expected.append(("physical", F.UNALLOCATED, F.ALLOCATED))
+        elif name == "cancel" and active_reservations(before):  # the reserved stock goes back
+            expected.append(("system", "", ""))
+        new = OrderEvent.objects.filter(order=order).exclude(pk__in=before["events"]).order_by("id")
+        assert [(e.track, e.from_state, e.to_state) for e in new] == expected
+        business = new.get(track="business")
+        assert order.status_changed_at == business.at
+        if name == "approve":
+            (reserved,) = active_reservations(before)
+            assert (order.fulfilment, order.warehouse_id) == (F.ALLOCATED, reserved[1])
+            assert new.get(track="physical").at >= business.at
+            assert after["reservations"] == before["reservations"]
+        elif name == "cancel":  # released (an unpaid order reserved nothing), none shipped
+            assert order.fulfilment == before["order"]["fulfilment"]
+            assert active_reservations(after) == []
+            assert [row[:3] for row in after["stock"]] == [row[:3] for row in before["stock"]]
+            assert all(reserved == 0 for *_, reserved in after["stock"])
+        else:
+            assert order.fulfilment == before["order"]["fulfilment"]
+            assert (after["reservations"], after["stock"]) == (before["reservations"], before["stock"])
     else:
         with pytest.raises(Conflict) as refused:
             run_status_transition(order, name, ops)
@@ -237,19 +291,128 @@ def test_fulfilment_transition(name, state, allowed, target, ops):
     order, device = order_in_fulfilment(state, ops)
     before = snapshot(order)
 
+    status = before["order"]["status"]  # approved, or paid for the unallocated order
+
     if allowed:
         run_fulfilment_transition(order, device, name, ops)
         order.refresh_from_db()
         assert order.fulfilment == target
-        assert order.status == S.APPROVED  # the physical track never moves the business one here
+        assert order.status == status  # the physical track never moves the business one here
         new = OrderEvent.objects.filter(order=order).exclude(pk__in=before["events"])
         assert [(e.track, e.from_state, e.to_state) for e in new] == [("physical", state, target)]
+        if name == "allocate":  # the reservation is where the order now ships from
+            assert reserved_in(order) == [order.warehouse.code]
     else:
         with pytest.raises(Conflict) as refused:
             run_fulfilment_transition(order, device, name, ops)
-        assert refused.value.extra["state"] == {"status": S.APPROVED, "fulfilment": state}
+        assert refused.value.extra["state"] == {"status": status, "fulfilment": state}
         assert refused.value.extra["allowed"] == FULFILMENT_ALLOWED[state]
         assert snapshot(order) == before
+
+
+# --- stock along the way (issue 4) ----------------------------------------------------------
+
+
+def test_payment_reserves_stock_and_the_timeline_says_where():
+    sku = SKUFactory(code="SKU-TEA")
+    order = make_order(lines=[(sku, 2, "10.00")])
+
+    assert (order.status, order.fulfilment, order.warehouse_id) == (S.PAID, F.UNALLOCATED, None)
+    assert reserved_in(order) == [DEFAULT_STOCK_WAREHOUSE]
+    assert StockLevel.objects.get(sku=sku).reserved == 2
+    events = list(order.events.order_by("id"))
+    assert [(e.track, e.from_state, e.to_state, e.actor) for e in events[1:]] == [
+        ("business", S.PENDING_PAYMENT, S.PAID, f"channel:{order.channel.code}"),
+        ("system", "", "", "system"),
+    ]
+    assert events[-1].summary == f"stock reserved: {DEFAULT_STOCK_WAREHOUSE} × 2"
+
+
+def test_a_paid_order_without_stock_goes_on_hold_with_the_reason(ops):
+    sku = SKUFactory(code="SKU-GONE")
+    order = make_order(lines=[(sku, 3, "10.00")], stock=False)
+
+    assert order.status == S.ON_HOLD
+    assert order.hold_reason == "out of stock: SKU-GONE needs 3, 0 available"
+    assert not Reservation.objects.filter(order=order).exists()
+    hold = order.events.order_by("id").last()
+    assert (hold.track, hold.from_state, hold.to_state, hold.actor) == (
+        "business", S.PAID, S.ON_HOLD, "system"
+    )
+    assert hold.summary == "on hold: out of stock: SKU-GONE needs 3, 0 available"
+    assert hold.payload == {"shortages": [{"sku": "SKU-GONE", "needed": 3, "available": 0}]}
+    # Held, it cannot be approved.
+    with pytest.raises(Conflict) as refused:
+        services.approve_order(order.order_no, ops)
+    assert refused.value.extra["state"] == {"status": S.ON_HOLD, "fulfilment": F.UNALLOCATED}
+
+
+def test_approval_allocates_to_the_reserved_warehouse_at_the_same_moment(ops):
+    order = make_order()
+    approved_at = timezone.now() - timedelta(hours=1)
+    before = snapshot(order)
+
+    services.approve_order(order.order_no, ops, at=approved_at)
+
+    order.refresh_from_db()
+    assert (order.status, order.fulfilment) == (S.APPROVED, F.ALLOCATED)
+    assert order.warehouse.code == DEFAULT_STOCK_WAREHOUSE == reserved_in(order)[0]
+    approve, allocate = OrderEvent.objects.filter(order=order).exclude(pk__in=before["events"]).order_by("id")
+    assert (approve.track, approve.to_state, approve.actor, approve.at) == (
+        "business", S.APPROVED, ops.label, approved_at
+    )
+    assert (allocate.track, allocate.from_state, allocate.to_state, allocate.actor, allocate.at) == (
+        "physical", F.UNALLOCATED, F.ALLOCATED, "system", approved_at
+    )
+    assert allocate.summary == f"allocated to {DEFAULT_STOCK_WAREHOUSE} (automatic routing)"
+    assert allocate.payload == {"warehouse": DEFAULT_STOCK_WAREHOUSE, "automatic": True}
+    assert snapshot(order)["reservations"] == before["reservations"]  # nothing moved
+    # No manual routing needed before the ship request.
+    services.request_shipment(order.order_no, ops)
+    order.refresh_from_db()
+    assert order.status == S.SHIP_REQUESTED
+
+
+def test_release_hold_without_stock_is_refused_and_changes_nothing_until_stock_arrives(ops):
+    sku = SKUFactory(code="SKU-LATE")
+    order = make_order(lines=[(sku, 2, "10.00")], stock=False)
+    before = snapshot(order)
+
+    with pytest.raises(Conflict) as refused:
+        services.release_hold(order.order_no, ops)
+    assert refused.value.detail == "still cannot reserve stock: out of stock: SKU-LATE needs 2, 0 available"
+    assert refused.value.extra["shortages"] == [{"sku": "SKU-LATE", "needed": 2, "available": 0}]
+    assert snapshot(order) == before
+
+    stock_up(WarehouseFactory(code="WH-LATE"), [(sku, 2)], factor=1)
+    services.release_hold(order.order_no, ops)
+
+    order.refresh_from_db()
+    assert (order.status, order.hold_reason) == (S.PAID, "")
+    new = OrderEvent.objects.filter(order=order).exclude(pk__in=before["events"])
+    assert [(e.track, e.from_state, e.to_state) for e in new] == [("business", S.ON_HOLD, S.PAID)]
+    assert reserved_in(order) == ["WH-LATE"]
+    assert StockLevel.objects.values_list("on_hand", "reserved").get(sku=sku) == (2, 2)
+
+
+def test_an_order_routed_before_payment_reserves_and_ships_from_its_warehouse(ops):
+    # WH-DEFAULT has the stock too and routing would pick it; the manual route must win.
+    far = WarehouseFactory(code="WH-FAR", provinces=[], priority=5000)
+    payload_order = make_order(status="pending_payment", external_order_id="EXT-ROUTED-EARLY")
+    stock_order(far, payload_order)
+    services.route_order(payload_order.order_no, far.code, ops)
+    assert reserved_in(payload_order) == []  # this channel reserves on payment
+
+    line = payload_order.lines.get()
+    make_order(channel=payload_order.channel, lines=[(line.sku, line.quantity, line.unit_price)],
+               status="paid", external_order_id="EXT-ROUTED-EARLY", stock=False)
+
+    order = advance(payload_order, "outbound", actor=ops)
+    assert (order.status, order.warehouse) == (S.SHIPPED, far)
+    assert list(Reservation.objects.filter(order=order).values_list("warehouse__code", "status")) == [
+        ("WH-FAR", "consumed")
+    ]
+    assert StockLevel.objects.get(warehouse__code=DEFAULT_STOCK_WAREHOUSE, sku=line.sku).reserved == 0
 
 
 # --- "shipped" is a physical fact, not a button ---------------------------------------------
@@ -273,8 +436,15 @@ def test_mark_shipped_without_outbound_scan_is_refused_and_says_why(ops):
 
 
 def test_outbound_scan_of_a_ship_requested_order_ships_it(ops):
-    order = advance(make_order(), "outbound", actor=ops)
+    order = advance(make_order(), "packed", actor=ops)
+    level = StockLevel.objects.get(warehouse=order.warehouse, sku=order.lines.get().sku)
+    order = advance(order, "outbound", actor=ops)
     assert (order.status, order.fulfilment) == (S.SHIPPED, F.OUTBOUND)
+    # The parcel took its reserved units with it: on hand and reserved both fall.
+    shipped = StockLevel.objects.get(pk=level.pk)
+    assert (shipped.on_hand, shipped.reserved) == (level.on_hand - 1, level.reserved - 1)
+    assert list(Reservation.objects.filter(order=order).exclude(status=Reservation.State.RELEASED)
+                .values_list("warehouse", "status")) == [(order.warehouse_id, Reservation.State.CONSUMED)]
     assert order.shipped_at == order.physical_outbound_at
     last_two = list(OrderEvent.objects.filter(order=order).order_by("-id")[:2])[::-1]
     assert [(e.track, e.to_state, e.actor) for e in last_two] == [
