@@ -9,6 +9,7 @@ down every read falls back to the database and every write is skipped.
 
 import logging
 
+import redis
 from django.conf import settings
 from django.core.cache import cache
 
@@ -30,12 +31,19 @@ return 1
 """
 
 
-def _redis():
-    """The raw redis client behind Django's cache, or None when the cache is not Redis."""
-    if not getattr(settings, "REDIS_URL", ""):
+_clients: dict[str, redis.Redis] = {}
+
+
+def _redis() -> redis.Redis | None:
+    """A Redis client for REDIS_URL (one per URL and process: building one is costly), or
+    None when the cache is not Redis."""
+    url = getattr(settings, "REDIS_URL", "")
+    if not url:
         return None
-    backend = getattr(cache, "_cache", None)
-    return backend.get_client(write=True) if backend is not None else None
+    client = _clients.get(url)
+    if client is None:
+        client = _clients[url] = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    return client
 
 
 def _key(sku_id: int) -> str:
