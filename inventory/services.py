@@ -186,18 +186,33 @@ def release_for_order(order, reason: str) -> int:
     return released
 
 
-def ship_for_order(order, warehouse_id: int) -> int:
-    """The outbound scan: the order's reservations in that warehouse leave (consumed)."""
-    shipped = 0
+def ship_for_order(order, warehouse_id: int) -> tuple[int, bool]:
+    """The outbound scan: the order's reservations in that warehouse leave (consumed).
+
+    Returns the units shipped and whether other warehouses still hold some of the order
+    (a split order whose other parcels have not left yet)."""
+    shipped, elsewhere = 0, False
     now = timezone.now()
-    for reservation in active_reservations(order).filter(warehouse_id=warehouse_id):
+    for reservation in active_reservations(order):
+        if reservation.warehouse_id != warehouse_id:
+            elsewhere = True
+            continue
         stock.ship(warehouse_id, reservation.sku_id, reservation.quantity, order=order,
                    reservation=reservation, reference=order.order_no,
                    reason=f"shipped {order.order_no}")
         Reservation.objects.filter(pk=reservation.pk).update(
             status=Reservation.State.CONSUMED, closed_at=now, close_reason="outbound scan")
         shipped += reservation.quantity
-    return shipped
+    return shipped, elsewhere
+
+
+def reserved_in(order, warehouse_id: int) -> list[tuple[str, int]] | None:
+    """(barcode, quantity) the order holds in that warehouse, or None when it holds nothing
+    anywhere (an order from before stock was tracked: every line is expected)."""
+    rows = list(active_reservations(order).values_list("warehouse_id", "sku__barcode", "quantity"))
+    if not rows:
+        return None
+    return [(barcode, quantity) for wid, barcode, quantity in rows if wid == warehouse_id]
 
 
 def move_reservations(order, warehouse_id: int) -> list[Reservation]:

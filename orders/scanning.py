@@ -62,7 +62,10 @@ def _replay(original: ScannerEvent, device: WarehouseDevice) -> ScanReply:
 @transaction.atomic
 def _apply(device: WarehouseDevice, event: dict) -> ScanReply:
     order = lock_order(event["order_no"], related=(), only=SCAN_FIELDS)
-    if order.warehouse_id != device.warehouse_id:
+    # The order's own warehouse drives the physical track; another warehouse holding part of
+    # a split order scans its parcel too, recorded on the timeline without moving the track.
+    primary = order.warehouse_id == device.warehouse_id
+    if not primary and not (order.warehouse_id and stock_flow.holds_stock_in(order, device.warehouse_id)):
         where = order.warehouse.code if order.warehouse else "no warehouse"
         raise Forbidden(
             f"order {order.order_no} is routed to {where}, not to this device's warehouse "
@@ -89,31 +92,58 @@ def _apply(device: WarehouseDevice, event: dict) -> ScanReply:
     station = event.get("station") or device.name
     context = {"station": station, "operator": event.get("operator", ""), "event_id": str(event["event_id"])}
     if event["type"] == PACK_VERIFIED:
-        difference = pack_difference(order, event["items"])
+        expected = stock_flow.expected_items(order, device.warehouse_id)
+        difference = pack_difference(expected, event["items"])
         if difference:
             return _refuse_pack(order, device, event, actor, station, difference, context)
 
     order.last_location = station
     order.last_scan_at = scanned_at
-    transition(
-        order, FSM_METHOD[event["type"]], actor, at=scanned_at, kind=EventKind.SCAN,
-        summary=f"{event['type'].replace('_', ' ')} at {station}", payload=context,
-    )
+    summary = f"{event['type'].replace('_', ' ')} at {station}"
+    others_still_reserved = False
     if event["type"] == OUTBOUND:
         _create_shipment(order, event, scanned_at)
-        stock_flow.ship(order, device.warehouse_id)
-        if order.status == Status.SHIP_REQUESTED:
-            transition(order, "mark_shipped", SYSTEM, at=scanned_at,
-                       summary=f"shipped: outbound scan at {station}, {event['carrier']} {event['tracking_no']}")
+        _units, others_still_reserved = stock_flow.ship(order, device.warehouse_id)
+    # Pick and pack move the track at the order's own warehouse; the outbound moves it when
+    # the last parcel leaves, wherever that is.
+    moves_track = not others_still_reserved if event["type"] == OUTBOUND else primary
+    if moves_track:
+        transition(order, FSM_METHOD[event["type"]], actor, at=scanned_at, kind=EventKind.SCAN,
+                   summary=summary, payload=context)
+    else:
+        _record_partial(order, device, event, actor, summary, context)
+    if event["type"] == OUTBOUND and not others_still_reserved and order.has_physical_outbound() \
+            and order.status == Status.SHIP_REQUESTED:
+        transition(order, "mark_shipped", SYSTEM, at=scanned_at,
+                   summary=f"shipped: outbound scan at {station}, {event['carrier']} {event['tracking_no']}")
     body = {"order_no": order.order_no, "status": order.status, "fulfilment": order.fulfilment}
     _store(device, order, event, 201, body)
     return ScanReply(201, body)
 
 
-def pack_difference(order, items: list[dict]) -> dict:
-    """Scanned barcodes against the order's lines; empty when they match exactly."""
+def _record_partial(order, device, event, actor, summary, context) -> None:
+    """A split order's parcel scan that does not move the order's physical track (yet)."""
+    if event["type"] == OUTBOUND:
+        summary += " (one parcel of a split order; the others are still in their warehouses)"
+    if not _earlier_step_done(order, device, event["type"]):
+        raise Conflict(f"out of order: {event['type']} before the previous step at this warehouse",
+                       state={"status": order.status, "fulfilment": order.fulfilment})
+    order.save_changes()
+    record_event(order, track=Track.PHYSICAL, kind=EventKind.SCAN, actor=actor,
+                 at=event["scanned_at"], summary=f"{summary} [{device.warehouse.code}]", payload=context)
+
+
+def _earlier_step_done(order, device, kind: str) -> bool:
+    previous = {PICK_STARTED: None, PACK_VERIFIED: PICK_STARTED, OUTBOUND: PACK_VERIFIED}[kind]
+    return previous is None or ScannerEvent.objects.filter(
+        order=order, device__warehouse_id=device.warehouse_id, type=previous, response_status=201
+    ).exists()
+
+
+def pack_difference(expected_items: list[tuple[str, int]], items: list[dict]) -> dict:
+    """Scanned barcodes against what the package should hold; empty when they match exactly."""
     expected = Counter()
-    for barcode, quantity in order.lines.values_list("sku__barcode", "quantity"):
+    for barcode, quantity in expected_items:
         expected[barcode] += quantity
     scanned = Counter()
     for item in items:

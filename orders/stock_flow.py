@@ -98,5 +98,18 @@ def release(order: Order, reason: str) -> None:
                      summary=f"{released} reserved units released ({reason})")
 
 
-def ship(order: Order, warehouse_id: int) -> int:
+def ship(order: Order, warehouse_id: int) -> tuple[int, bool]:
     return inventory.ship_for_order(order, warehouse_id)
+
+
+def holds_stock_in(order: Order, warehouse_id: int) -> bool:
+    return inventory.active_reservations(order).filter(warehouse_id=warehouse_id).exists()
+
+
+def expected_items(order: Order, warehouse_id: int) -> list[tuple[str, int]]:
+    """What the pack check expects from this warehouse: its share of a split order, or every
+    line when the order holds no reservation at all."""
+    reserved = inventory.reserved_in(order, warehouse_id)
+    if reserved is None:
+        return list(order.lines.values_list("sku__barcode", "quantity"))
+    return reserved
