@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
+from . import admin_counts  # noqa: F401 - registers the stock count admin
 from .models import (
     SKU,
     CacheCheck,

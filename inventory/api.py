@@ -67,12 +67,28 @@ class ReceiptView(APIView):
         return Response(StockLevelSerializer(level).data, status=status.HTTP_201_CREATED)
 
 
+class WarehouseAvailabilitySerializer(serializers.Serializer):
+    warehouse = serializers.CharField()
+    on_hand = serializers.IntegerField()
+    reserved = serializers.IntegerField()
+    available = serializers.IntegerField()
+    safety_stock = serializers.IntegerField()
+
+
+class AvailabilitySerializer(serializers.Serializer):
+    sku = serializers.CharField()
+    warehouses = WarehouseAvailabilitySerializer(many=True)
+    available = serializers.IntegerField()
+    source = serializers.ChoiceField(choices=["cache", "database"])
+
+
 class AvailabilityView(APIView):
     """`?sku=CODE` → per warehouse on_hand, reserved, available (served from the cache)."""
 
     permission_classes = [permission_required("inventory.view_stocklevel")]
 
-    @extend_schema(parameters=[OpenApiParameter("sku", str, required=True)])
+    @extend_schema(parameters=[OpenApiParameter("sku", str, required=True)],
+                   responses=AvailabilitySerializer)
     def get(self, request):
         code = request.query_params.get("sku", "").strip()
         if not code:

@@ -65,7 +65,7 @@ def _change(warehouse_id: int, sku_id: int, kind: str, on_hand_delta: int, reser
     movement = [
         warehouse_id, sku_id, kind, on_hand_delta, reserved_delta, reason[:255], reference[:100],
         getattr(order, "pk", order), getattr(reservation, "pk", reservation),
-        getattr(user, "pk", None), timezone.now(),
+        getattr(user, "pk", None), connection.ops.adapt_datetimefield_value(timezone.now()),
     ]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":

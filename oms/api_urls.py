@@ -14,6 +14,7 @@ from inventory.api import (
     StockLevelViewSet,
     WarehouseViewSet,
 )
+from inventory.api_counts import StockCountViewSet
 from orders.api import DeviceView, OrderViewSet, ScannerEventView
 
 
@@ -29,6 +30,7 @@ router.register("inventory/warehouses", WarehouseViewSet, basename="warehouse")
 router.register("inventory/skus", SKUViewSet, basename="sku")
 router.register("inventory/stock", StockLevelViewSet, basename="stock-level")
 router.register("inventory/listings", ListingViewSet, basename="listing")
+router.register("inventory/counts", StockCountViewSet, basename="stock-count")
 
 urlpatterns = [
     path("auth/token/", ObtainToken.as_view(), name="auth-token"),

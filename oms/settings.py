@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_fsm",
+    "import_export",
     "oms",
     "inventory",
     "orders",
