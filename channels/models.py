@@ -1,6 +1,7 @@
 import secrets
 
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -51,6 +52,21 @@ class Channel(models.Model):
     pending_reservation_minutes = models.PositiveIntegerField(
         _("unpaid reservation expires after (minutes)"), default=30
     )
+    api_base_url = models.URLField(_("API base URL"), blank=True)
+    credentials = models.JSONField(
+        _("credentials"), default=dict, blank=True,
+        help_text=_("app_key, app_secret, session/access token… as the platform needs."),
+    )
+    pull_interval_seconds = models.PositiveIntegerField(_("pull every (seconds)"), default=60)
+    pull_overlap_seconds = models.PositiveIntegerField(
+        _("window overlap (seconds)"), default=120,
+        help_text=_("Each pull starts this much before the cursor: late-indexed orders are not missed."),
+    )
+    sync_cursor = models.DateTimeField(_("pulled up to"), null=True, blank=True)
+    pull_claimed_until = models.DateTimeField(
+        _("pull running until"), null=True, blank=True,
+        help_text=_("Set while a pull runs, so only one pull of a channel runs at a time."),
+    )
     allow_split = models.BooleanField(
         _("allow split shipments"), default=False,
         help_text=_("When no single warehouse can ship every line, ship from several."),
@@ -68,3 +84,124 @@ class Channel(models.Model):
         if not self.order_prefix:
             self.order_prefix = ORDER_PREFIX_BY_KIND.get(self.kind, "OM")
         super().save(*args, **kwargs)
+
+
+class ChannelSkuMapping(models.Model):
+    """A channel's own SKU code for one of ours, when it is neither our code nor the barcode."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="sku_mappings")
+    external_code = models.CharField(_("channel SKU code"), max_length=100)
+    sku = models.ForeignKey("inventory.SKU", on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        verbose_name = _("channel SKU mapping")
+        verbose_name_plural = _("channel SKU mappings")
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "external_code"], name="sku_mapping_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.channel_id}:{self.external_code} → {self.sku_id}"
+
+
+class CleansingRule(models.Model):
+    """A fix applied to every normalised order of a channel before validation, editable by
+    ops (e.g. strip the "ERR" an integration glued onto every order id)."""
+
+    class Action(models.TextChoices):
+        DROP_FIELD = "drop_field", _("drop the field")
+        STRIP_SUFFIX = "strip_suffix", _("strip a suffix")
+        STRIP_PREFIX = "strip_prefix", _("strip a prefix")
+        MAP_VALUE = "map_value", _("map a value")
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="cleansing_rules")
+    position = models.PositiveSmallIntegerField(_("order"), default=0)
+    action = models.CharField(_("action"), max_length=16, choices=Action.choices)
+    field = models.CharField(
+        _("field"), max_length=100,
+        help_text=_("Dotted path in the order input: external_order_id, receiver.address, lines[].sku"),
+    )
+    argument = models.CharField(
+        _("argument"), max_length=255, blank=True,
+        help_text=_("The suffix/prefix to strip, or for map_value 'from=>to'."),
+    )
+    active = models.BooleanField(_("active"), default=True)
+    note = models.CharField(_("why"), max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["channel", "position", "pk"]
+        verbose_name = _("cleansing rule")
+        verbose_name_plural = _("cleansing rules")
+
+    def __str__(self):
+        return f"{self.channel_id}: {self.action} {self.field} {self.argument}".strip()
+
+
+class RawPayload(models.Model):
+    """Every raw order exactly as received, before any rule touched it: the archive that
+    replay re-normalises after a rule is fixed. The body is never changed."""
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", _("pending")
+        CREATED = "created", _("created")
+        UPDATED = "updated", _("updated")
+        UNCHANGED = "unchanged", _("unchanged")
+        MERGED = "merged", _("merged")
+        HELD = "held", _("held")
+        INVALID = "invalid", _("invalid (not an order)")
+
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="raw_payloads")
+    external_order_id = models.CharField(_("channel order id"), max_length=100, blank=True, db_index=True)
+    source = models.CharField(_("source"), max_length=10)  # webhook, pull, replay
+    received_at = models.DateTimeField(_("received at"), default=timezone.now, db_index=True)
+    body = models.TextField(_("body"))
+    sha256 = models.CharField(_("sha256"), max_length=64, db_index=True)
+    outcome = models.CharField(_("outcome"), max_length=10, choices=Outcome.choices, default=Outcome.PENDING)
+    errors = models.JSONField(_("reasons"), default=list, blank=True)
+    order = models.ForeignKey("orders.Order", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    sync_run = models.ForeignKey("SyncRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="payloads")
+    processed_at = models.DateTimeField(_("processed at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("raw payload")
+        verbose_name_plural = _("raw payloads")
+        ordering = ["-received_at"]
+        indexes = [models.Index(fields=["channel", "received_at"], name="rawpayload_channel_time_idx")]
+
+    def __str__(self):
+        return f"{self.channel_id}:{self.external_order_id} {self.outcome}"
+
+
+class SyncRun(models.Model):
+    """One pull of one channel: the window, what it found, how it went."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", _("running")
+        SUCCEEDED = "succeeded", _("succeeded")
+        FAILED = "failed", _("failed")
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="sync_runs")
+    window_start = models.DateTimeField(_("window start"))
+    window_end = models.DateTimeField(_("window end"))
+    started_at = models.DateTimeField(_("started at"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    status = models.CharField(_("status"), max_length=10, choices=State.choices, default=State.RUNNING)
+    fetched = models.PositiveIntegerField(_("fetched"), default=0)
+    created = models.PositiveIntegerField(_("created"), default=0)
+    updated = models.PositiveIntegerField(_("updated"), default=0)
+    unchanged = models.PositiveIntegerField(_("unchanged"), default=0)
+    held = models.PositiveIntegerField(_("held"), default=0)
+    failed = models.PositiveIntegerField(_("failed"), default=0)
+    error = models.TextField(_("error"), blank=True)
+
+    class Meta:
+        verbose_name = _("sync run")
+        verbose_name_plural = _("sync runs")
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        return f"{self.channel_id} {self.window_start:%H:%M}–{self.window_end:%H:%M} {self.status}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        return None if self.finished_at is None else (self.finished_at - self.started_at).total_seconds()

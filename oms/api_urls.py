@@ -5,6 +5,7 @@ from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.permissions import AllowAny
 from rest_framework.routers import DefaultRouter
 
+from channels.api import ChannelViewSet, WebhookView
 from inventory.api import (
     AvailabilityView,
     ListingViewSet,
@@ -26,6 +27,7 @@ class ObtainToken(ObtainAuthToken):
 
 router = DefaultRouter()
 router.register("orders", OrderViewSet, basename="order")
+router.register("channels", ChannelViewSet, basename="channel")
 router.register("inventory/warehouses", WarehouseViewSet, basename="warehouse")
 router.register("inventory/skus", SKUViewSet, basename="sku")
 router.register("inventory/stock", StockLevelViewSet, basename="stock-level")
@@ -34,6 +36,7 @@ router.register("inventory/counts", StockCountViewSet, basename="stock-count")
 
 urlpatterns = [
     path("auth/token/", ObtainToken.as_view(), name="auth-token"),
+    path("channels/<str:code>/webhook/", WebhookView.as_view(), name="channel-webhook"),
     path("warehouse/events/", ScannerEventView.as_view(), name="scanner-events"),
     path("warehouse/devices/", DeviceView.as_view(), name="warehouse-devices"),
     path("inventory/receipts/", ReceiptView.as_view(), name="inventory-receipts"),

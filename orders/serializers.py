@@ -64,6 +64,28 @@ class OrderInputSerializer(serializers.Serializer):
         return data
 
 
+class ChannelReceiverSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    phone = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
+    province = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
+    city = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    district = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    address = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
+class ChannelOrderSerializer(OrderInputSerializer):
+    """What a channel sends: a missing receiver field or amounts that do not add up are reasons
+    to hold the order, not to refuse it (channels.intake decides)."""
+
+    receiver = ChannelReceiverSerializer()
+    buyer = ChannelReceiverSerializer(required=False)
+
+    def validate(self, data):
+        if data.get("placed_at") and data.get("paid_at") and data["paid_at"] < data["placed_at"]:
+            raise serializers.ValidationError({"paid_at": ["is before placed_at"]})
+        return data
+
+
 class ManualOrderSerializer(OrderInputSerializer):
     channel = serializers.SlugRelatedField(
         slug_field="code", queryset=Channel.objects.filter(active=True), required=False

@@ -1,0 +1,113 @@
+"""Channel master data and the generic signed webhook (CONTRACTS.md)."""
+
+import hashlib
+import hmac
+import json
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.parsers import BaseParser
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from oms.api import ModelPermissions
+from oms.errors import NotFound
+
+from . import intake
+from .models import Channel, ChannelKind
+from .schedules import ensure_pull_schedule
+
+
+class ChannelSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Channel
+        fields = ["code", "name", "kind", "order_prefix", "active", "reserve_on",
+                  "pending_reservation_minutes", "allow_split", "api_base_url",
+                  "pull_interval_seconds", "pull_overlap_seconds", "sync_cursor"]
+        read_only_fields = ["sync_cursor"]
+        extra_kwargs = {"order_prefix": {"required": False}}
+
+    def validate_kind(self, value):
+        if value not in ChannelKind.values:
+            raise serializers.ValidationError(f"one of {', '.join(ChannelKind.values)}")
+        return value
+
+
+class ChannelCreatedSerializer(ChannelSerializer):
+    class Meta(ChannelSerializer.Meta):
+        fields = [*ChannelSerializer.Meta.fields, "webhook_secret"]
+
+
+class ChannelViewSet(viewsets.ModelViewSet):
+    """Channels (ops). Creating one returns its `webhook_secret`, once."""
+
+    queryset = Channel.objects.all()
+    serializer_class = ChannelSerializer
+    permission_classes = [ModelPermissions]
+    lookup_field = "code"
+    filterset_fields = ["kind", "active"]
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    @extend_schema(responses={201: ChannelCreatedSerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = ChannelSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        channel = serializer.save()
+        ensure_pull_schedule(channel)
+        return Response(ChannelCreatedSerializer(channel).data, status=status.HTTP_201_CREATED)
+
+    def perform_update(self, serializer):
+        ensure_pull_schedule(serializer.save())
+
+
+class RawBodyParser(BaseParser):
+    """Keeps the exact bytes: the signature is over the raw body, and a malformed body is
+    still archived for replay."""
+
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return stream.read()
+
+
+class WebhookView(APIView):
+    """`POST /api/v1/channels/<code>/webhook/` — signed with `X-OMS-Signature: sha256=<hex>`
+    (HMAC-SHA256 of the raw body with the channel's webhook secret)."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]  # authenticated by the signature below
+    parser_classes = [RawBodyParser]
+
+    @extend_schema(request=None, responses={202: None, 400: None, 401: None})
+    def post(self, request, code):
+        channel = Channel.objects.filter(code=code, active=True).first()
+        if channel is None:
+            raise NotFound(f"no active channel {code}")
+        body = request.data if isinstance(request.data, bytes) else b""
+        if not valid_signature(channel.webhook_secret, body, request.headers.get("X-OMS-Signature", "")):
+            return Response({"error": "unauthenticated", "detail": "bad or missing X-OMS-Signature"},
+                            status=status.HTTP_401_UNAUTHORIZED)
+        try:
+            raw = json.loads(body)
+            if not isinstance(raw, dict):
+                raise ValueError("the body must be a JSON object")
+        except ValueError as exc:
+            payload = intake.archive(channel, body, "webhook")
+            intake._finish(payload, "invalid", [f"body: {exc}"])
+            return Response({"error": "validation", "fields": {"body": [str(exc)]}},
+                            status=status.HTTP_400_BAD_REQUEST)
+        result = intake.ingest_raw(channel, raw, "webhook", body=body.decode("utf-8", errors="replace"))
+        if result.result == "invalid":
+            return Response({"error": "validation", "fields": {"body": result.reasons}},
+                            status=status.HTTP_400_BAD_REQUEST)
+        return Response({"order_no": result.order_no, "result": result.result, "reasons": result.reasons},
+                        status=status.HTTP_202_ACCEPTED)
+
+
+def valid_signature(secret: str, body: bytes, header: str) -> bool:
+    scheme, _, given = header.partition("=")
+    if scheme != "sha256" or not given:
+        return False
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, given.strip().lower())

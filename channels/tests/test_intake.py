@@ -1,0 +1,150 @@
+"""Intake through the signed generic webhook: archive, rules, validation, hold, replay."""
+
+import hashlib
+import hmac
+import json
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from channels.models import Channel, CleansingRule, RawPayload
+from inventory.services import receive_stock
+from orders.models import Order, Status
+from orders.tests.factories import SKUFactory, WarehouseFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def channel():
+    return Channel.objects.create(code="MINI", name="Mini-program", kind="generic")
+
+
+@pytest.fixture
+def sku():
+    sku = SKUFactory(code="SKU-001", barcode="6901234567890")
+    receive_stock(WarehouseFactory(code="WH-SH", provinces=["上海"]).code, sku.code, 100)
+    return sku
+
+
+def body(**overrides) -> dict:
+    data = {
+        "external_order_id": "MP-10001", "status": "paid",
+        "placed_at": "2026-01-09T10:00:00+08:00", "paid_at": "2026-01-09T10:00:05+08:00",
+        "currency": "CNY", "buyer": {"name": "张三", "phone": "13800001234"},
+        "receiver": {"name": "张三", "phone": "13800001234", "province": "上海", "city": "上海市",
+                     "district": "浦东新区", "address": "世纪大道100号"},
+        "lines": [{"sku": "SKU-001", "quantity": 2, "unit_price": "99.00", "discount": "0.00"}],
+        "shipping_fee": "0.00", "discount_total": "0.00", "payable": "198.00",
+    }
+    data.update(overrides)
+    return data
+
+
+def post(client, channel, payload, secret=None, raw: bytes | None = None):
+    content = raw if raw is not None else json.dumps(payload, ensure_ascii=False).encode()
+    signature = hmac.new((secret or channel.webhook_secret).encode(), content, hashlib.sha256).hexdigest()
+    return client.post(f"/api/v1/channels/{channel.code}/webhook/", data=content,
+                       content_type="application/json", HTTP_X_OMS_SIGNATURE=f"sha256={signature}")
+
+
+def test_signed_webhook_creates_the_order_and_a_repeat_changes_nothing(client, channel, sku):
+    first = post(client, channel, body())
+    again = post(client, channel, body())
+
+    assert first.status_code == 202 and first.json()["result"] == "created"
+    assert again.status_code == 202 and again.json() == {**again.json(), "result": "unchanged"}
+    order = Order.objects.get(channel=channel)
+    assert order.order_no == first.json()["order_no"] and order.status == Status.PAID
+    assert RawPayload.objects.filter(channel=channel).count() == 2
+
+
+def test_an_update_after_payment_is_applied(client, channel, sku):
+    post(client, channel, body(status="pending_payment", paid_at=None))
+
+    reply = post(client, channel, body())
+
+    assert reply.json()["result"] == "updated"
+    assert Order.objects.get(channel=channel).status == Status.PAID
+
+
+def test_bad_signature_is_401_and_nothing_is_stored(client, channel, sku):
+    reply = post(client, channel, body(), secret="not-the-secret")
+
+    assert reply.status_code == 401
+    assert not RawPayload.objects.exists() and not Order.objects.exists()
+
+
+def test_malformed_body_is_400_and_still_archived(client, channel):
+    reply = post(client, channel, None, raw=b'{"external_order_id": "MP-1", "lines": [')
+
+    assert reply.status_code == 400 and "body" in reply.json()["fields"]
+    archived = RawPayload.objects.get(channel=channel)
+    assert archived.outcome == "invalid" and archived.body.startswith('{"external_order_id"')
+
+
+def test_unknown_sku_is_held_with_the_reason_not_dropped(client, channel, sku):
+    reply = post(client, channel, body(lines=[{"sku": "NOPE-9", "quantity": 1, "unit_price": "198.00"}]))
+
+    assert reply.status_code == 202 and reply.json()["result"] == "held"
+    assert "NOPE-9 is not a known SKU" in reply.json()["reasons"][0]
+    assert RawPayload.objects.get(channel=channel).outcome == "held"
+    assert not Order.objects.exists()
+
+
+@pytest.mark.parametrize("address", ["临时地址", "测试", "test street 1"])
+def test_placeholder_address_creates_the_order_on_hold(client, channel, sku, address):
+    receiver = {**body()["receiver"], "address": address}
+
+    reply = post(client, channel, body(receiver=receiver))
+
+    assert reply.json()["result"] == "held"
+    order = Order.objects.get(order_no=reply.json()["order_no"])
+    assert order.status == Status.ON_HOLD and "placeholder" in order.hold_reason
+
+
+def test_amounts_that_do_not_add_up_hold_the_order(client, channel, sku):
+    reply = post(client, channel, body(payable="190.00"))
+
+    order = Order.objects.get(order_no=reply.json()["order_no"])
+    assert order.status == Status.ON_HOLD and "payable 190.00" in order.hold_reason
+
+
+def test_sku_may_be_our_barcode(client, channel, sku):
+    reply = post(client, channel, body(lines=[{"sku": "6901234567890", "quantity": 2, "unit_price": "99.00"}]))
+
+    assert reply.json()["result"] == "created"
+
+
+def test_suffix_rule_and_replay_fix_already_archived_payloads(client, channel, sku):
+    broken = post(client, channel, body(external_order_id="MP-10001ERR"))
+    assert Order.objects.get(order_no=broken.json()["order_no"]).external_order_id == "MP-10001ERR"
+    CleansingRule.objects.create(channel=channel, action="strip_suffix", field="external_order_id",
+                                 argument="ERR", note="integration glued order_id_suffix on ids")
+
+    call_command("replay_channel_payloads", "--channel", "MINI",
+                 "--since", (timezone.now() - timedelta(hours=1)).isoformat(),
+                 "--until", (timezone.now() + timedelta(minutes=1)).isoformat())
+
+    fixed = Order.objects.get(channel=channel, external_order_id="MP-10001")
+    superseded = Order.objects.get(order_no=broken.json()["order_no"])
+    assert fixed.status == Status.PAID
+    assert superseded.status == Status.CANCELLED and fixed.order_no in superseded.cancel_reason
+    assert post(client, channel, body(external_order_id="MP-10001ERR")).json()["result"] == "unchanged"
+
+
+def test_channel_api_returns_the_webhook_secret_once(client_for):
+    ops = client_for("ops")
+
+    created = ops.post("/api/v1/channels/", {"code": "DY-2", "name": "抖音二店", "kind": "douyin"}, format="json")
+    listed = ops.get("/api/v1/channels/DY-2/")
+
+    assert created.status_code == 201 and len(created.json()["webhook_secret"]) > 20
+    assert created.json()["order_prefix"] == "DY"
+    assert "webhook_secret" not in listed.json()
+    bad = ops.post("/api/v1/channels/", {"code": "X", "name": "x", "kind": "ebay"}, format="json")
+    assert bad.status_code == 400 and "kind" in bad.json()["fields"]
+    assert client_for("customer_service").post(
+        "/api/v1/channels/", {"code": "Y", "name": "y", "kind": "jd"}, format="json").status_code == 403
