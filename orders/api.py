@@ -126,7 +126,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @action(detail=True, methods=["get"])
     def timeline(self, request, order_no=None):
         order = selectors.get_order(order_no)
-        return Response(TimelineSerializer(selectors.timeline(order)).data)
+        return Response(selectors.as_json(selectors.timeline(order)))
 
 
 class ScannerEventView(APIView):
