@@ -17,10 +17,11 @@ as decimal strings and line `sku` as the seller's SKU code:
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
@@ -76,6 +77,107 @@ class ChannelAdapter(ABC):
         """Tell the platform the order shipped; returns the platform's reply. Raises
         TransportError (retry) or ChannelAPIError (give up and alert)."""
         raise ChannelAPIError(f"{self.kind} adapter cannot push shipments yet")
+
+    # --- optional helpers shared by the platform adapters (not part of the interface) ------
+
+    # Seconds one HTTP call may take before it counts as a timeout (TransportError).
+    timeout: float = 20.0
+    # Orders per page asked of the platform.
+    page_size: int = 50
+
+    def now(self) -> datetime:
+        """The current time (aware); tests replace it to pin the clock."""
+        return datetime.now(UTC)
+
+    def clamp_window(self, window: Window) -> Window | None:
+        """The part of `window` this platform can safely be asked for now, or None when there
+        is none yet. Pinduoduo drops its newest minutes; the others take the window as is.
+        A pull should advance its cursor to the end of the clamped window, not of the asked
+        one, or the dropped minutes are never fetched."""
+        return window
+
+    def windows(self, window: Window) -> list[Window]:
+        """`window` clamped, then split into consecutive windows the platform accepts."""
+        clamped = self.clamp_window(window)
+        return split_window(clamped, self.max_window_seconds) if clamped else []
+
+    def credential(self, name: str, default: str | None = None) -> str:
+        """One value of the channel's credentials; ChannelAPIError when a required one is
+        missing (retrying will not conjure it)."""
+        value = (getattr(self.channel, "credentials", None) or {}).get(name, default)
+        if value is None or value == "":
+            if default is not None:
+                return default
+            raise ChannelAPIError(f"{self.kind}: channel credentials lack {name!r}")
+        return str(value)
+
+    @property
+    def base_url(self) -> str:
+        url = getattr(self.channel, "api_base_url", "") or ""
+        if not url:
+            raise ChannelAPIError(f"{self.kind}: channel has no api_base_url")
+        return url
+
+    def call(self, method: str, url: str, *, params: dict | None = None, json: dict | None = None,
+             headers: dict | None = None) -> dict:
+        """One HTTP call through the transport (requests when none was given): 5xx and 429
+        raise TransportError, any other 4xx ChannelAPIError; returns the JSON body."""
+        transport = self.transport
+        if transport is None:
+            from .http import requests_transport
+
+            transport = requests_transport
+        status, body = transport(method, url, params=params, json=json, headers=headers,
+                                 timeout=self.timeout)
+        if status >= 500 or status == 429:
+            raise TransportError(f"{self.kind}: HTTP {status} from {url}")
+        if status >= 400:
+            raise ChannelAPIError(f"{self.kind}: HTTP {status} from {url}: {str(body)[:300]}")
+        if not isinstance(body, dict):
+            raise ChannelAPIError(f"{self.kind}: expected a JSON object from {url}, got {type(body).__name__}")
+        return body
+
+    def platform_status(self, value, field: str = "status") -> str | None:
+        """The unified status of a platform status through `status_map`; an unknown status
+        is unreadable input (NormaliseError), never guessed."""
+        if value is None or value == "":
+            raise NormaliseError(field, "missing")
+        key = str(value)
+        if key not in self.status_map:
+            raise NormaliseError(field, f"unknown platform status {value!r}")
+        return self.status_map[key]
+
+
+def split_window(window: Window, max_seconds: int) -> list[Window]:
+    """Consecutive windows of at most `max_seconds` covering `window` (none when empty)."""
+    if window.end <= window.start:
+        return []
+    parts, start, step = [], window.start, timedelta(seconds=max_seconds)
+    while start < window.end:
+        end = min(start + step, window.end)
+        parts.append(Window(start, end))
+        start = end
+    return parts
+
+
+def pages_backwards(fetch_page: Callable[[int], tuple[list, int]], first: int,
+                    page_size: int) -> Iterator[list]:
+    """Pages of one query, from the last page back to the first.
+
+    `fetch_page(n)` returns (items of page n, total across pages). The first page is asked
+    once to learn the total; when everything fits on it, that is all. Otherwise the pages are
+    walked from the last one back to the first, as TOP and Pinduoduo require: an order updated
+    while we page leaves the window and the orders behind it move one place towards the first
+    page, onto a page we have not read yet, instead of onto one we already read.
+    """
+    items, total = fetch_page(first)
+    if total <= len(items) or total <= page_size:
+        yield items
+        return
+    last = first + math.ceil(total / page_size) - 1
+    for number in range(last, first - 1, -1):
+        page, _ = fetch_page(number)
+        yield page
 
 
 class NormaliseError(Exception):
