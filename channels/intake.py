@@ -73,6 +73,11 @@ def process(payload: RawPayload, raw: dict | None = None) -> IngestResult:
     except NormaliseError as exc:
         return _finish(payload, RawPayload.Outcome.INVALID, [f"{exc.field}: {exc.reason}"])
     payload.external_order_id = str(data.get("external_order_id", ""))[:100]
+    if data.get("status") is None:
+        # The platform's status carries no news (e.g. shipped there): keep ours; an order
+        # first seen in that state had been paid.
+        known = channel.orders.filter(external_order_id=payload.external_order_id).exists()
+        data["status"] = None if known else "paid"
     unmapped = map_skus(channel, data)
     if unmapped:
         return _finish(payload, RawPayload.Outcome.HELD,

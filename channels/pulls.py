@@ -49,10 +49,14 @@ def pull(channel_id: int, transport=None) -> SyncRun:
     if not claim(channel_id):
         raise PullBusy(f"a pull of channel {channel_id} is already running")
     channel = Channel.objects.get(pk=channel_id)
-    window = next_window(channel)
+    adapter = ADAPTERS[channel.kind](channel, transport=transport)
+    # Pinduoduo drops its newest minutes: the cursor may only reach what was really asked for.
+    window = adapter.clamp_window(next_window(channel))
+    if window is None:
+        release(channel.pk)
+        raise PullBusy(f"nothing to pull yet for channel {channel.code}")
     run = SyncRun.objects.create(channel=channel, window_start=window.start, window_end=window.end)
     try:
-        adapter = ADAPTERS[channel.kind](channel, transport=transport)
         for raw in adapter.fetch(window):
             run.fetched += 1
             with transaction.atomic():

@@ -79,6 +79,10 @@ class ChannelOrderSerializer(OrderInputSerializer):
 
     receiver = ChannelReceiverSerializer()
     buyer = ChannelReceiverSerializer(required=False)
+    status = serializers.ChoiceField(
+        choices=["pending_payment", "paid", "cancelled", "refunded"], allow_null=True,
+        default="pending_payment",
+    )
 
     def validate(self, data):
         if data.get("placed_at") and data.get("paid_at") and data["paid_at"] < data["placed_at"]:

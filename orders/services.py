@@ -199,7 +199,7 @@ def _create_or_update(channel, data: dict, actor: Actor) -> tuple[Order, str]:
 
 
 def _follow_channel_status(order: Order, data: dict, actor: Actor) -> None:
-    wanted = data.get("status", Status.PENDING_PAYMENT)
+    wanted = data.get("status") or Status.PENDING_PAYMENT  # None: the channel has no news
     was_paid = wanted in (Status.PAID, Status.REFUNDED) or (
         wanted == Status.CANCELLED and data.get("paid_at")
     )

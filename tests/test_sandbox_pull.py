@@ -1,0 +1,58 @@
+"""A pull from the sandbox marketplace over real HTTP, end to end into orders."""
+
+from datetime import timedelta
+
+import pytest
+from django.db.models import Count
+from django.test import override_settings
+from django.utils import timezone
+
+from channels.models import Channel, RawPayload, SyncRun
+from channels.pulls import pull
+from inventory.services import receive_stock
+from orders.models import Order
+from orders.tests.factories import SKUFactory, WarehouseFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DEMO_SKUS = ["SKU-TEA-001", "SKU-TEA-002", "SKU-CUP-001", "SKU-POT-001", "SKU-GIFT-01"]
+
+
+@pytest.fixture
+def sandbox_channel(live_server):
+    warehouse = WarehouseFactory(code="WH-ALL", provinces=[])
+    for code in DEMO_SKUS:
+        SKUFactory(code=code)
+        receive_stock(warehouse.code, code, 10_000)
+    return Channel.objects.create(
+        code="SANDBOX-TB", name="Sandbox", kind="sandbox", credentials={"app_key": "demo"},
+        api_base_url=f"{live_server.url}/sandbox/taobao/router/rest",
+        sync_cursor=timezone.now() - timedelta(minutes=20), pull_overlap_seconds=60,
+    )
+
+
+@override_settings(OMS_SANDBOX_ORDERS_PER_MINUTE=2)
+def test_pull_creates_every_order_once_and_a_second_pull_changes_nothing(sandbox_channel):
+    first = pull(sandbox_channel.pk)
+
+    assert first.status == SyncRun.State.SUCCEEDED and first.fetched > 0
+    orders = Order.objects.filter(channel=sandbox_channel)
+    assert first.failed == 0 and orders.count() > 0
+    assert orders.values("external_order_id").annotate(n=Count("id")).filter(n__gt=1).count() == 0
+    assert RawPayload.objects.filter(sync_run=first).count() == first.fetched
+    sandbox_channel.refresh_from_db()
+    assert sandbox_channel.sync_cursor == first.window_end
+
+    second = pull(sandbox_channel.pk)
+
+    assert second.created == 0
+    assert second.window_start == first.window_end - timedelta(seconds=60)
+
+
+@override_settings(OMS_SANDBOX_ORDERS_PER_MINUTE=2, OMS_SANDBOX_FAULTS="duplicate_across_pages=1")
+def test_the_same_order_on_two_pages_makes_one_order(sandbox_channel):
+    run = pull(sandbox_channel.pk)
+
+    orders = Order.objects.filter(channel=sandbox_channel)
+    assert run.fetched > orders.count() > 0
+    assert orders.values("external_order_id").annotate(n=Count("id")).filter(n__gt=1).count() == 0
