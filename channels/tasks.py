@@ -16,3 +16,23 @@ def pull_channel_orders(channel_id: int) -> int | None:
         return pull(channel_id).pk
     except PullBusy:
         return None
+
+
+@shared_task(name="channels.push_shipment", bind=True, autoretry_for=(TransportError,),
+             retry_backoff=10, retry_backoff_max=1800, retry_jitter=True, max_retries=8)
+def push_shipment(self, shipment_id: int) -> str:
+    """After the outbound scan: the tracking number to the channel, retried with backoff."""
+    from .pushback import push_shipment as push
+
+    return push(shipment_id, attempt_is_last=self.request.retries >= self.max_retries)
+
+
+@shared_task(name="channels.retry_pending_pushes")
+def retry_pending_pushes() -> int:
+    """Every 5 minutes: shipments whose push was never enqueued (broker down) get one now."""
+    from .pushback import pending_shipment_ids
+
+    ids = pending_shipment_ids()
+    for shipment_id in ids:
+        push_shipment.delay(shipment_id)
+    return len(ids)

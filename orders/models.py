@@ -419,6 +419,14 @@ class Shipment(models.Model):
     tracking_no = models.CharField(_("tracking number"), max_length=64)
     outbound_at = models.DateTimeField(_("outbound at"))
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    push_status = models.CharField(
+        _("sent to channel"), max_length=12, default="pending",
+        choices=[("pending", _("pending")), ("sent", _("sent")), ("failed", _("failed")),
+                 ("not_needed", _("not needed"))],
+    )
+    push_attempts = models.PositiveSmallIntegerField(_("push attempts"), default=0)
+    pushed_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    push_error = models.TextField(_("push error"), blank=True)
 
     class Meta:
         verbose_name = _("shipment")

@@ -56,3 +56,20 @@ def test_the_same_order_on_two_pages_makes_one_order(sandbox_channel):
     orders = Order.objects.filter(channel=sandbox_channel)
     assert run.fetched > orders.count() > 0
     assert orders.values("external_order_id").annotate(n=Count("id")).filter(n__gt=1).count() == 0
+
+
+@override_settings(OMS_SANDBOX_ORDERS_PER_MINUTE=2)
+def test_shipping_a_pulled_order_sends_its_tracking_number_back(sandbox_channel):
+    from orders.models import OrderEvent, Shipment
+    from orders.tests.factories import advance
+
+    pull(sandbox_channel.pk)
+    order = Order.objects.filter(channel=sandbox_channel, status="paid").first()
+    assert order is not None
+
+    advance(order, "outbound")
+
+    shipment = Shipment.objects.get(order=order)
+    assert shipment.push_status == "sent" and shipment.push_attempts == 1
+    event = OrderEvent.objects.get(order=order, kind="api_call")
+    assert shipment.tracking_no in event.summary and "SANDBOX-TB" in event.summary

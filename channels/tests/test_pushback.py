@@ -1,0 +1,49 @@
+"""Sending tracking numbers back: not needed, retried, and given up visibly."""
+
+import pytest
+
+from channels.adapters.base import TransportError
+from channels.models import Channel
+from channels.pushback import pending_shipment_ids, push_shipment
+from orders.models import OrderEvent, Shipment
+from orders.tests.factories import advance, make_order
+
+pytestmark = pytest.mark.django_db
+
+
+def shipped_order(channel):
+    order = advance(make_order(channel=channel), "outbound")
+    return Shipment.objects.get(order=order)
+
+
+def test_a_channel_without_an_api_needs_no_push():
+    shipment = shipped_order(Channel.objects.create(code="MINI", name="Mini", kind="generic"))
+
+    assert push_shipment(shipment.pk) == "not_needed"
+    assert Shipment.objects.get(pk=shipment.pk).push_status == "not_needed"
+
+
+def test_an_unreachable_channel_is_retried_then_given_up_on_the_timeline():
+    channel = Channel.objects.create(code="TB-X", name="TB", kind="taobao",
+                                     api_base_url="http://127.0.0.1:1/router/rest",
+                                     credentials={"app_key": "k", "app_secret": "s", "session": "t"})
+    shipment = shipped_order(channel)
+
+    with pytest.raises(TransportError):
+        push_shipment(shipment.pk)
+    assert Shipment.objects.get(pk=shipment.pk).push_status == "pending"
+
+    with pytest.raises(TransportError):
+        push_shipment(shipment.pk, attempt_is_last=True)
+
+    shipment.refresh_from_db()
+    assert (shipment.push_status, shipment.push_attempts) == ("failed", 2)
+    assert OrderEvent.objects.filter(order=shipment.order, kind="api_call", summary__contains="failed").exists()
+
+
+def test_pending_pushes_are_found_for_the_retry_sweep():
+    channel = Channel.objects.create(code="TB-Y", name="TB", kind="taobao", api_base_url="http://127.0.0.1:1/")
+    shipment = shipped_order(channel)
+
+    assert shipment.pk in pending_shipment_ids(older_than_seconds=-60)
+    assert shipment.pk not in pending_shipment_ids(older_than_seconds=3600)
