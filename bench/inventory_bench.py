@@ -107,6 +107,9 @@ def setup_django_child():
 
 
 def measure(worker, warehouse_id, sku_ids, hot) -> dict:
+    from django.db import connections
+
+    connections.close_all()  # forked children must not share the parent's sockets
     results = multiprocessing.Queue()
     deadline = time.time() + 2 + SECONDS  # 2 s for the processes to start
     processes = [multiprocessing.Process(target=worker, args=(warehouse_id, sku_ids, hot, deadline, results))
