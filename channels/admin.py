@@ -1,6 +1,17 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
-from .models import Channel, ChannelSkuMapping, CleansingRule, RawPayload, SyncRun
+from . import drift
+from .models import (
+    Channel,
+    ChannelSkuMapping,
+    CleansingRule,
+    RawPayload,
+    SchemaDrift,
+    SchemaField,
+    SyncRun,
+)
 from .schedules import ensure_pull_schedule
 
 
@@ -60,4 +71,66 @@ class SyncRunAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+
+class AcknowledgedFilter(admin.SimpleListFilter):
+    title = _("acknowledged")
+    parameter_name = "acknowledged"
+
+    def lookups(self, request, model_admin):
+        return [("no", _("No (open)")), ("yes", _("Yes"))]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("no", "yes"):
+            return queryset.filter(acknowledged_at__isnull=self.value() == "no")
+        return queryset
+
+
+@admin.register(SchemaDrift)
+class SchemaDriftAdmin(admin.ModelAdmin):
+    """What changed in what a channel sends ("channel API changed"); acknowledge once handled."""
+
+    list_display = ["detected_at", "channel", "kind", "path", "old_type", "new_type", "change_set",
+                    "payload", "acknowledged_at", "acknowledged_by"]
+    list_filter = ["channel", "kind", AcknowledgedFilter]
+    search_fields = ["path", "=change_set"]
+    list_select_related = ["channel", "acknowledged_by"]
+    date_hierarchy = "detected_at"
+    actions = ["acknowledge"]
+    raw_id_fields = ["payload"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description=_("Acknowledge (the new or retyped field becomes known)"),
+                  permissions=["acknowledge"])
+    def acknowledge(self, request, queryset):
+        count = drift.acknowledge(queryset, request.user)
+        self.message_user(request, ngettext("%(count)d drift acknowledged.", "%(count)d drifts acknowledged.",
+                                            count) % {"count": count}, messages.SUCCESS)
+
+    def has_acknowledge_permission(self, request):
+        return request.user.has_perm("channels.change_schemadrift")
+
+
+@admin.register(SchemaField)
+class SchemaFieldAdmin(admin.ModelAdmin):
+    """The keys and value types seen per channel (read-only: learned from the payloads)."""
+
+    list_display = ["channel", "path", "value_type", "accepted", "first_seen", "last_seen", "seen_count"]
+    list_filter = ["channel", "value_type", "accepted"]
+    search_fields = ["path"]
+    list_select_related = ["channel"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

@@ -21,6 +21,7 @@ from orders import services as order_services
 from orders.events import Actor, EventKind, Track, record_event
 from orders.models import Status
 
+from . import drift
 from .adapters import ADAPTERS
 from .adapters.base import NormaliseError
 from .cleansing import apply_rules
@@ -59,6 +60,7 @@ def ingest_raw(channel: Channel, raw: dict, source: str, sync_run=None, body: st
         external_id = ""
     text = body if body is not None else json.dumps(raw, ensure_ascii=False, sort_keys=True)
     payload = archive(channel, text, source, str(external_id), sync_run)
+    drift.observe_safely(channel, raw, payload)  # schema drift: logs its own failures, never raises
     return process(payload, raw)
 
 

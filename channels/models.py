@@ -1,5 +1,6 @@
 import secrets
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -205,3 +206,84 @@ class SyncRun(models.Model):
     @property
     def duration_seconds(self) -> float | None:
         return None if self.finished_at is None else (self.finished_at - self.started_at).total_seconds()
+
+
+class SchemaValueType(models.TextChoices):
+    STR = "str", _("string")
+    INT = "int", _("integer")
+    FLOAT = "float", _("decimal number")
+    BOOL = "bool", _("boolean")
+    NULL = "null", _("null")
+    OBJECT = "object", _("object")
+    ARRAY = "array", _("array")
+
+
+class SchemaField(models.Model):
+    """One (path, value type) seen in a channel's raw orders, e.g.
+    `orders.order[].outer_sku_id` as str. `accepted` fields are the channel's known schema:
+    those learned in its first payloads, compatible retypes (null, int↔float) and those an
+    operator acknowledged; the others were seen after learning and wait in a SchemaDrift.
+    last_seen and seen_count are written at most once a minute per field (approximate)."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="schema_fields")
+    path = models.CharField(_("path"), max_length=255)
+    value_type = models.CharField(_("value type"), max_length=8, choices=SchemaValueType.choices)
+    accepted = models.BooleanField(_("known"), default=False)
+    first_seen = models.DateTimeField(_("first seen"))
+    last_seen = models.DateTimeField(_("last seen"))
+    seen_count = models.PositiveBigIntegerField(_("times seen"), default=1)
+
+    class Meta:
+        ordering = ["channel", "path", "value_type"]
+        verbose_name = _("schema field")
+        verbose_name_plural = _("schema fields")
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "path", "value_type"], name="schema_field_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.channel_id}: {self.path} ({self.value_type})"
+
+
+class SchemaDrift(models.Model):
+    """A change in what a channel sends: a new key, a key that vanished, or a key whose value
+    type changed. The rows one payload revealed share a `change_set`, so the "channel API
+    changed" alert is raised once per (channel, change set). At most one unacknowledged
+    drift exists per (channel, kind, path)."""
+
+    class Kind(models.TextChoices):
+        NEW = "new", _("new field")
+        VANISHED = "vanished", _("vanished field")
+        RETYPED = "retyped", _("retyped field")
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="schema_drifts")
+    kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
+    path = models.CharField(_("path"), max_length=255)
+    old_type = models.CharField(_("old type"), max_length=40, blank=True)
+    new_type = models.CharField(_("new type"), max_length=8, blank=True)
+    change_set = models.CharField(
+        _("change set"), max_length=16, db_index=True,
+        help_text=_("Shared by the drifts one payload revealed."),
+    )
+    example = models.JSONField(_("example payload"), null=True, blank=True)
+    payload = models.ForeignKey(RawPayload, on_delete=models.SET_NULL, null=True, blank=True,
+                                related_name="+", verbose_name=_("raw payload"))
+    detected_at = models.DateTimeField(_("detected at"), default=timezone.now, db_index=True)
+    acknowledged_at = models.DateTimeField(_("acknowledged at"), null=True, blank=True)
+    acknowledged_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True,
+                                        blank=True, related_name="+", verbose_name=_("acknowledged by"))
+
+    class Meta:
+        ordering = ["-detected_at", "-pk"]
+        verbose_name = _("schema drift")
+        verbose_name_plural = _("schema drifts")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "kind", "path"], condition=models.Q(acknowledged_at__isnull=True),
+                name="schema_drift_one_open",
+            )
+        ]
+
+    def __str__(self):
+        change = f"{self.old_type}→{self.new_type}" if self.kind == self.Kind.RETYPED else self.kind
+        return f"{self.channel_id}: {self.path} {change}"

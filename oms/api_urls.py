@@ -6,6 +6,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.routers import DefaultRouter
 
 from channels.api import ChannelViewSet, WebhookView
+from channels.api_drift import SchemaDriftViewSet
 from inventory.api import (
     AvailabilityView,
     ListingViewSet,
@@ -27,6 +28,7 @@ class ObtainToken(ObtainAuthToken):
 
 router = DefaultRouter()
 router.register("orders", OrderViewSet, basename="order")
+router.register("channels/drift", SchemaDriftViewSet, basename="channel-drift")  # before "channels"
 router.register("channels", ChannelViewSet, basename="channel")
 router.register("inventory/warehouses", WarehouseViewSet, basename="warehouse")
 router.register("inventory/skus", SKUViewSet, basename="sku")

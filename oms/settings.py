@@ -229,6 +229,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "SchemaDriftKindEnum": "channels.models.SchemaDrift.Kind",
+        "ChannelKindEnum": "channels.models.ChannelKind",
+    },
 }
 # The API contract is public (CONTRACTS.md); an operator who wants it private turns this off.
 OMS_PUBLIC_API_DOCS = env_bool("OMS_PUBLIC_API_DOCS", True)

@@ -45,7 +45,13 @@ def test_pull_creates_every_order_once_and_a_second_pull_changes_nothing(sandbox
 
     second = pull(sandbox_channel.pk)
 
-    assert second.created == 0
+    # The overlap is seen again and changes nothing; only orders the sandbox made since are new.
+    assert second.unchanged > 0
+    seen_first = set(RawPayload.objects.filter(sync_run=first).values_list("external_order_id", flat=True))
+    created_second = set(RawPayload.objects.filter(sync_run=second, outcome="created")
+                         .values_list("external_order_id", flat=True))
+    assert not seen_first & created_second
+    assert orders.values("external_order_id").annotate(n=Count("id")).filter(n__gt=1).count() == 0
     assert second.window_start == first.window_end - timedelta(seconds=60)
 
 
