@@ -2,6 +2,8 @@ from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from oms.admin import ReadOnlyAdmin
+
 from . import drift
 from .models import (
     Channel,
@@ -41,7 +43,7 @@ class ChannelAdmin(admin.ModelAdmin):
 
 
 @admin.register(RawPayload)
-class RawPayloadAdmin(admin.ModelAdmin):
+class RawPayloadAdmin(ReadOnlyAdmin):
     """The intake archive; filter `outcome = held` for what waits on ops."""
 
     list_display = ["received_at", "channel", "external_order_id", "source", "outcome", "order", "errors"]
@@ -51,27 +53,12 @@ class RawPayloadAdmin(admin.ModelAdmin):
     date_hierarchy = "received_at"
     show_full_result_count = False
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(SyncRun)
-class SyncRunAdmin(admin.ModelAdmin):
+class SyncRunAdmin(ReadOnlyAdmin):
     list_display = ["started_at", "channel", "window_start", "window_end", "status", "fetched",
                     "created", "updated", "unchanged", "held", "failed", "error"]
     list_filter = ["status", "channel"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class AcknowledgedFilter(admin.SimpleListFilter):
@@ -125,12 +112,3 @@ class SchemaFieldAdmin(admin.ModelAdmin):
     list_filter = ["channel", "value_type", "accepted"]
     search_fields = ["path"]
     list_select_related = ["channel"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
+from oms.admin import ReadOnlyAdmin
+
 from . import admin_counts  # noqa: F401 - registers the stock count admin
 from .models import (
     SKU,
@@ -12,19 +14,6 @@ from .models import (
     StockMovement,
     Warehouse,
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Ledgers and the counters they drive change only through the inventory services."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Warehouse)

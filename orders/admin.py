@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from django_fsm.admin import FSMAdminMixin
 
 from inventory.models import Warehouse
+from oms.admin import ReadOnlyAdmin
 from oms.errors import DomainError
 
 from . import services
@@ -172,21 +173,12 @@ class OrderAdmin(FSMAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(OrderEvent)
-class OrderEventAdmin(admin.ModelAdmin):
+class OrderEventAdmin(ReadOnlyAdmin):
     list_display = ["at", "order", "track", "kind", "actor", "from_state", "to_state", "summary"]
     list_filter = ["track", "kind"]
     search_fields = ["=order__order_no"]
     list_select_related = ["order"]
     show_full_result_count = False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(WarehouseDevice)
@@ -200,17 +192,8 @@ class WarehouseDeviceAdmin(admin.ModelAdmin):
 
 
 @admin.register(ScannerEvent)
-class ScannerEventAdmin(admin.ModelAdmin):
+class ScannerEventAdmin(ReadOnlyAdmin):
     list_display = ["received_at", "event_id", "order", "type", "device", "response_status"]
     list_filter = ["type", "response_status", "device__warehouse"]
     search_fields = ["=event_id", "=order__order_no"]
     list_select_related = ["order", "device"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
