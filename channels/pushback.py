@@ -7,7 +7,7 @@ payment, so failures are kept visible (on the shipment and the order's timeline)
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from orders.events import Actor, EventKind, Track, record_event
@@ -24,16 +24,30 @@ def needs_push(shipment: Shipment) -> bool:
     return channel.kind not in PUSHLESS_KINDS and bool(channel.api_base_url)
 
 
-def pending_shipment_ids(older_than_seconds: int = 120, limit: int = 500) -> list[int]:
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    return list(Shipment.objects.filter(push_status="pending", created_at__lt=cutoff)
-                .values_list("pk", flat=True)[:limit])
+LOST_AFTER = timedelta(hours=1)
+
+
+def claim_pushes(limit: int = 500) -> list[int]:
+    """Shipments to push now: new ones, and queued ones whose task seems lost. Each is
+    claimed with one conditional UPDATE, so two sweeps never queue the same shipment."""
+    now = timezone.now()
+    candidates = list(
+        Shipment.objects.filter(
+            Q(push_status="pending") | Q(push_status="queued", push_queued_at__lt=now - LOST_AFTER)
+        ).order_by("pk").values_list("pk", "push_status", "push_queued_at")[:limit]
+    )
+    claimed = []
+    for shipment_id, status, queued_at in candidates:
+        if Shipment.objects.filter(pk=shipment_id, push_status=status, push_queued_at=queued_at) \
+                .update(push_status="queued", push_queued_at=now):
+            claimed.append(shipment_id)
+    return claimed
 
 
 def push_shipment(shipment_id: int, attempt_is_last: bool = False) -> str:
     """One attempt. Returns the shipment's push status. Raises TransportError to be retried."""
     shipment = Shipment.objects.select_related("order__channel").get(pk=shipment_id)
-    if shipment.push_status in ("sent", "not_needed"):
+    if shipment.push_status in ("sent", "not_needed", "failed"):
         return shipment.push_status
     order, channel = shipment.order, shipment.order.channel
     if not needs_push(shipment):

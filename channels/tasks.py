@@ -27,12 +27,13 @@ def push_shipment(self, shipment_id: int) -> str:
     return push(shipment_id, attempt_is_last=self.request.retries >= self.max_retries)
 
 
-@shared_task(name="channels.retry_pending_pushes")
-def retry_pending_pushes() -> int:
-    """Every 5 minutes: shipments whose push was never enqueued (broker down) get one now."""
-    from .pushback import pending_shipment_ids
+@shared_task(name="channels.send_shipment_pushes")
+def send_shipment_pushes() -> int:
+    """Every 30 s: each newly shipped order's tracking number is queued for its channel
+    (and a push whose task was lost is queued again)."""
+    from .pushback import claim_pushes
 
-    ids = pending_shipment_ids()
+    ids = claim_pushes()
     for shipment_id in ids:
         push_shipment.delay(shipment_id)
     return len(ids)

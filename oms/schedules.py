@@ -20,8 +20,8 @@ DEFAULT_SCHEDULES: list[DefaultSchedule] = [
     DefaultSchedule("orders: close shipped orders (sweep)", "orders.sweep_shipped", every_seconds=60),
     DefaultSchedule("inventory: availability cache health check", "inventory.check_availability_cache",
                     every_seconds=600),
-    DefaultSchedule("channels: send pending shipment pushes", "channels.retry_pending_pushes",
-                    every_seconds=300),
+    DefaultSchedule("channels: send tracking numbers to channels", "channels.send_shipment_pushes",
+                    every_seconds=30),
     DefaultSchedule("orders: release expired unpaid reservations", "orders.expire_unpaid_reservations",
                     every_seconds=60),
 ]

@@ -421,9 +421,10 @@ class Shipment(models.Model):
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     push_status = models.CharField(
         _("sent to channel"), max_length=12, default="pending",
-        choices=[("pending", _("pending")), ("sent", _("sent")), ("failed", _("failed")),
-                 ("not_needed", _("not needed"))],
+        choices=[("pending", _("pending")), ("queued", _("queued")), ("sent", _("sent")),
+                 ("failed", _("failed")), ("not_needed", _("not needed"))],
     )
+    push_queued_at = models.DateTimeField(_("queued at"), null=True, blank=True)
     push_attempts = models.PositiveSmallIntegerField(_("push attempts"), default=0)
     pushed_at = models.DateTimeField(_("sent at"), null=True, blank=True)
     push_error = models.TextField(_("push error"), blank=True)

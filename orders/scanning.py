@@ -5,7 +5,6 @@ change nothing, except the pack check, whose mismatch is itself a fact worth kee
 wrong-item / empty-parcel check): it is recorded on the timeline and answered 409.
 """
 
-import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,8 +19,6 @@ from . import stock_flow
 from .events import SYSTEM, Actor, EventKind, Track, record_event
 from .models import ScannerEvent, Shipment, Status, WarehouseDevice
 from .services import lock_order, transition
-
-logger = logging.getLogger(__name__)
 
 PICK_STARTED, PACK_VERIFIED, OUTBOUND = "pick_started", "pack_verified", "outbound"
 EVENT_TYPES = (PICK_STARTED, PACK_VERIFIED, OUTBOUND)
@@ -184,12 +181,12 @@ def _refuse_pack(order, device, event, actor, station, difference, context) -> S
 def _create_shipment(order, event, outbound_at) -> Shipment:
     try:
         with transaction.atomic():  # a savepoint: the unique key decides, no look-up first
-            shipment = Shipment.objects.create(
+            # Its tracking number goes back to the channel from the push sweep (channels.tasks),
+            # not from here: a broker round trip per scan would cost the scanner a third.
+            return Shipment.objects.create(
                 order=order, warehouse_id=order.warehouse_id, carrier=event["carrier"],
                 tracking_no=event["tracking_no"], outbound_at=outbound_at,
             )
-        transaction.on_commit(lambda: _push_to_channel(shipment.pk))
-        return shipment
     except IntegrityError:
         taken = Shipment.objects.select_related("order").get(
             carrier=event["carrier"], tracking_no=event["tracking_no"]
@@ -198,17 +195,6 @@ def _create_shipment(order, event, outbound_at) -> Shipment:
             f"tracking number {event['carrier']} {event['tracking_no']} already belongs to "
             f"order {taken.order.order_no}",
         ) from None
-
-
-def _push_to_channel(shipment_id: int) -> None:
-    """After commit. A broker that is down must not turn a recorded scan into an error: the
-    shipment stays `pending` and the retry sweep sends it later."""
-    from channels.tasks import push_shipment
-
-    try:
-        push_shipment.delay(shipment_id)
-    except Exception:  # noqa: BLE001
-        logger.warning("could not enqueue the channel push of shipment %s", shipment_id, exc_info=True)
 
 
 def _store(device, order, event, status_code: int, body: dict) -> None:

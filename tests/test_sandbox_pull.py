@@ -74,6 +74,9 @@ def test_shipping_a_pulled_order_sends_its_tracking_number_back(sandbox_channel)
     assert order is not None
 
     advance(order, "outbound")
+    from channels.tasks import send_shipment_pushes
+
+    assert send_shipment_pushes() == 1  # the beat sweep; its push task runs eagerly here
 
     shipment = Shipment.objects.get(order=order)
     assert shipment.push_status == "sent" and shipment.push_attempts == 1

@@ -4,7 +4,7 @@ import pytest
 
 from channels.adapters.base import TransportError
 from channels.models import Channel
-from channels.pushback import pending_shipment_ids, push_shipment
+from channels.pushback import claim_pushes, push_shipment
 from orders.models import OrderEvent, Shipment
 from orders.tests.factories import advance, make_order
 
@@ -41,9 +41,10 @@ def test_an_unreachable_channel_is_retried_then_given_up_on_the_timeline():
     assert OrderEvent.objects.filter(order=shipment.order, kind="api_call", summary__contains="failed").exists()
 
 
-def test_pending_pushes_are_found_for_the_retry_sweep():
+def test_the_sweep_queues_each_new_shipment_once():
     channel = Channel.objects.create(code="TB-Y", name="TB", kind="taobao", api_base_url="http://127.0.0.1:1/")
     shipment = shipped_order(channel)
 
-    assert shipment.pk in pending_shipment_ids(older_than_seconds=-60)
-    assert shipment.pk not in pending_shipment_ids(older_than_seconds=3600)
+    assert claim_pushes() == [shipment.pk]
+    assert claim_pushes() == []  # queued: not again while its task runs
+    assert Shipment.objects.get(pk=shipment.pk).push_status == "queued"
