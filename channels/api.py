@@ -4,19 +4,20 @@ import hashlib
 import hmac
 import json
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from oms.api import ModelPermissions
-from oms.errors import NotFound
+from oms.api import ModelPermissions, permission_required
+from oms.errors import Invalid, NotFound
 
 from . import intake
 from .models import Channel, ChannelKind
 from .schedules import ensure_pull_schedule
+from .selectors import duplicates_report
 
 
 class ChannelSerializer(serializers.ModelSerializer):
@@ -111,3 +112,37 @@ def valid_signature(secret: str, body: bytes, header: str) -> bool:
         return False
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, given.strip().lower())
+
+
+class DuplicatesHourSerializer(serializers.Serializer):
+    channel = serializers.CharField()
+    hour = serializers.DateTimeField()
+    duplicates = serializers.IntegerField()
+
+
+class DuplicatesSkuSerializer(serializers.Serializer):
+    sku = serializers.CharField()
+    orders = serializers.IntegerField()
+
+
+class DuplicatesReportSerializer(serializers.Serializer):
+    since = serializers.DateTimeField()
+    per_channel_hour = DuplicatesHourSerializer(many=True)
+    top_skus = DuplicatesSkuSerializer(many=True)
+
+
+class DuplicatesReportView(APIView):
+    """Unpaid duplicates merged as sub-orders: per channel per hour, and the SKUs involved."""
+
+    permission_classes = [permission_required("orders.view_order")]
+
+    @extend_schema(parameters=[OpenApiParameter("hours", int, description="look back (default 24, max 720)")],
+                   responses=DuplicatesReportSerializer)
+    def get(self, request):
+        try:
+            hours = int(request.query_params.get("hours", 24))
+        except ValueError:
+            hours = 0
+        if not 1 <= hours <= 720:
+            raise Invalid({"hours": ["a whole number of hours from 1 to 720"]})
+        return Response(duplicates_report(hours))

@@ -5,7 +5,7 @@ from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.permissions import AllowAny
 from rest_framework.routers import DefaultRouter
 
-from channels.api import ChannelViewSet, WebhookView
+from channels.api import ChannelViewSet, DuplicatesReportView, WebhookView
 from channels.api_drift import SchemaDriftViewSet
 from inventory.api import (
     AvailabilityView,
@@ -39,6 +39,7 @@ router.register("inventory/counts", StockCountViewSet, basename="stock-count")
 urlpatterns = [
     path("auth/token/", ObtainToken.as_view(), name="auth-token"),
     path("channels/<str:code>/webhook/", WebhookView.as_view(), name="channel-webhook"),
+    path("channels/duplicates/", DuplicatesReportView.as_view(), name="channel-duplicates"),
     path("warehouse/events/", ScannerEventView.as_view(), name="scanner-events"),
     path("warehouse/devices/", DeviceView.as_view(), name="warehouse-devices"),
     path("inventory/receipts/", ReceiptView.as_view(), name="inventory-receipts"),

@@ -122,6 +122,11 @@ class Order(FSMModelMixin, models.Model):
         _("fulfilment"), max_length=20, choices=Fulfilment.choices,
         default=Fulfilment.UNALLOCATED, protected=True,
     )
+    merged_into = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="merged_orders",
+        verbose_name=_("merged into"),
+        help_text=_("A duplicate unpaid order kept as a linked sub-order of the first one."),
+    )
     hold_reason = models.TextField(_("hold reason"), blank=True)
     cancel_reason = models.TextField(_("cancel reason"), blank=True)
     last_location = models.CharField(

@@ -3,9 +3,10 @@ concurrent calls on one order are serialized and none is lost."""
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -193,9 +194,45 @@ def _create_or_update(channel, data: dict, actor: Actor) -> tuple[Order, str]:
         summary=f"order {order.order_no} created from {channel.code} {order.external_order_id}",
         payload={"lines": len(data["lines"]), "payable": str(order.payable_amount)},
     )
+    if data.get("status", Status.PENDING_PAYMENT) == Status.PENDING_PAYMENT:
+        original = duplicate_of(order)
+        if original is not None:
+            _merge_under(order, original, actor)
+            return order, "merged"
     stock_flow.reserve_at_creation(order, actor)
     _follow_channel_status(order, data, actor)
     return order, "created"
+
+
+def duplicate_of(order: Order) -> Order | None:
+    """An unpaid order of the same buyer with the same lines placed shortly before (any
+    channel): the buyer clicked twice, or two channels sent one purchase."""
+    if order.customer_id is None:
+        return None
+    window = timedelta(seconds=getattr(settings, "OMS_DUPLICATE_WINDOW_SECONDS", 300))
+    candidates = Order.objects.filter(
+        customer_id=order.customer_id, status=Status.PENDING_PAYMENT, merged_into__isnull=True,
+        placed_at__gte=order.placed_at - window, placed_at__lte=order.placed_at,
+    ).exclude(pk=order.pk).order_by("placed_at", "pk")
+    signature = _lines_signature(order)
+    return next((c for c in candidates[:20] if _lines_signature(c) == signature), None)
+
+
+def _lines_signature(order: Order) -> list[tuple[int, int]]:
+    return sorted(order.lines.values_list("sku_id", "quantity"))
+
+
+def _merge_under(duplicate: Order, original: Order, actor: Actor) -> None:
+    duplicate.merged_into = original
+    duplicate.save(update_fields=["merged_into", "updated_at"])
+    record_event(duplicate, track=Track.SYSTEM, kind=EventKind.SYNC, actor=actor,
+                 summary=f"merged under {original.order_no}: same buyer and lines, unpaid, "
+                         f"{int((duplicate.placed_at - original.placed_at).total_seconds())} s apart",
+                 payload={"merged_into": original.order_no})
+    record_event(original, track=Track.SYSTEM, kind=EventKind.SYNC, actor=actor,
+                 summary=f"duplicate {duplicate.order_no} ({duplicate.channel.code} "
+                         f"{duplicate.external_order_id}) merged under this order",
+                 payload={"duplicate": duplicate.order_no})
 
 
 def _follow_channel_status(order: Order, data: dict, actor: Actor) -> None:

@@ -148,3 +148,40 @@ def test_channel_api_returns_the_webhook_secret_once(client_for):
     assert bad.status_code == 400 and "kind" in bad.json()["fields"]
     assert client_for("customer_service").post(
         "/api/v1/channels/", {"code": "Y", "name": "y", "kind": "jd"}, format="json").status_code == 403
+
+
+def test_an_unpaid_duplicate_within_five_minutes_is_merged_as_a_linked_sub_order(client, channel, sku):
+    other = Channel.objects.create(code="TB-DUP", name="Taobao", kind="generic")
+    first = post(client, channel, body(external_order_id="MP-1", status="pending_payment", paid_at=None,
+                                       placed_at="2026-01-09T10:00:00+08:00"))
+    masked_buyer = {"name": "张三", "phone": "138-0000-1234"}
+    second = post(client, other, body(external_order_id="TB-9", status="pending_payment", paid_at=None,
+                                      placed_at="2026-01-09T10:03:00+08:00", buyer=masked_buyer))
+    later = post(client, channel, body(external_order_id="MP-2", status="pending_payment", paid_at=None,
+                                       placed_at="2026-01-09T10:09:00+08:00"))
+    other_lines = post(client, channel, body(external_order_id="MP-3", status="pending_payment", paid_at=None,
+                                             placed_at="2026-01-09T10:01:00+08:00", payable="99.00",
+                                             lines=[{"sku": "SKU-001", "quantity": 1, "unit_price": "99.00"}]))
+
+    assert second.json()["result"] == "merged"
+    assert later.json()["result"] == "created" and other_lines.json()["result"] == "created"
+    duplicate = Order.objects.get(order_no=second.json()["order_no"])
+    original = Order.objects.get(order_no=first.json()["order_no"])
+    assert duplicate.merged_into == original and duplicate.status == Status.PENDING_PAYMENT
+    assert original.events.filter(summary__contains=duplicate.order_no).exists()
+    assert RawPayload.objects.filter(outcome="merged").count() == 1
+
+
+def test_duplicates_report_per_channel_hour_and_top_skus(client, client_for, channel, sku):
+    now = timezone.now()
+    for n, minutes in enumerate((0, 1, 2)):
+        post(client, channel, body(external_order_id=f"MP-{n}", status="pending_payment", paid_at=None,
+                                   placed_at=(now - timedelta(minutes=10 - minutes)).isoformat()))
+
+    report = client_for("ops").get("/api/v1/channels/duplicates/", {"hours": 1})
+
+    assert report.status_code == 200
+    assert sum(row["duplicates"] for row in report.json()["per_channel_hour"]) == 2
+    assert report.json()["top_skus"] == [{"sku": "SKU-001", "orders": 2}]
+    bad = client_for("ops").get("/api/v1/channels/duplicates/", {"hours": "x"})
+    assert bad.status_code == 400 and "hours" in bad.json()["fields"]
