@@ -1,0 +1,76 @@
+"""SIGKILL the worker in the middle of a pull, pull again: every order exactly once."""
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count
+from django.test import override_settings
+from django.utils import timezone
+
+from channels.models import Channel, RawPayload
+from channels.pulls import pull
+from inventory.services import receive_stock
+from orders.models import Order
+from orders.tests.factories import SKUFactory, WarehouseFactory
+from tests.processes import PYTHON, ROOT, clean_env, manage
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+SKUS = ["SKU-TEA-001", "SKU-TEA-002", "SKU-CUP-001", "SKU-POT-001", "SKU-GIFT-01"]
+
+
+@override_settings(OMS_SANDBOX_ORDERS_PER_MINUTE=4)
+def test_a_pull_killed_halfway_leaves_the_cursor_and_the_next_pull_completes_it(live_server, tmp_path):
+    if not settings.REDIS_URL:
+        pytest.skip("needs Redis (REDIS_URL or 127.0.0.1:6379) for the worker's broker")
+    warehouse = WarehouseFactory(code="WH-ALL", provinces=[])
+    for code in SKUS:
+        SKUFactory(code=code)
+        receive_stock(warehouse.code, code, 10_000)
+    cursor = timezone.now() - timedelta(minutes=10)
+    channel = Channel.objects.create(
+        code="SANDBOX-KILL", name="Sandbox", kind="sandbox", credentials={"app_key": "kill"},
+        # slow pages: the pull is still running when the worker is killed
+        api_base_url=f"{live_server.url}/sandbox/taobao/router/rest?sandbox_faults=slow_pages=0.25",
+        sync_cursor=cursor, pull_overlap_seconds=0,
+    )
+    db = connection.settings_dict
+    env = clean_env(OMS_VAR_DIR=str(tmp_path), REDIS_URL=settings.REDIS_URL,
+                    DATABASE_URL=f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+                    OMS_SANDBOX_ORDERS_PER_MINUTE="4")
+    queue = f"crash-{uuid.uuid4().hex[:8]}"
+    worker = subprocess.Popen(
+        [PYTHON, "-m", "celery", "-A", "oms", "worker", "--pool=solo", "-Q", queue, "--without-heartbeat",
+         "--without-gossip", "--without-mingle", "--loglevel=WARNING"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        sent = manage("shell", "-c", "from channels.tasks import pull_channel_orders; "
+                      f"pull_channel_orders.apply_async(args=[{channel.pk}], queue={queue!r})", env=env)
+        assert sent.returncode == 0, sent.stderr
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and RawPayload.objects.filter(channel=channel).count() < 3:
+            time.sleep(0.2)
+        assert RawPayload.objects.filter(channel=channel).count() >= 3, "the pull never started"
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+    halfway = Order.objects.filter(channel=channel).count()
+    channel.refresh_from_db()
+    assert channel.sync_cursor == cursor  # nothing committed the window: the cursor stayed
+
+    # The killed pull's claim would expire on its own; the next pull starts once it has.
+    Channel.objects.filter(pk=channel.pk).update(pull_claimed_until=timezone.now() - timedelta(seconds=1))
+    run = pull(channel.pk)
+
+    orders = Order.objects.filter(channel=channel)
+    assert orders.count() >= halfway and run.status == "succeeded"
+    assert orders.values("external_order_id").annotate(n=Count("id")).filter(n__gt=1).count() == 0
+    assert run.unchanged >= halfway - run.updated  # what the killed pull stored is seen, not redone
