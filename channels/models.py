@@ -53,6 +53,10 @@ class Channel(models.Model):
     pending_reservation_minutes = models.PositiveIntegerField(
         _("unpaid reservation expires after (minutes)"), default=30
     )
+    settlement_lag_days = models.PositiveSmallIntegerField(
+        _("settlement lag (days)"), default=1,
+        help_text=_("A settlement file dated D covers the business day D minus this (T+1: 1)."),
+    )
     api_base_url = models.URLField(_("API base URL"), blank=True)
     credentials = models.JSONField(
         _("credentials"), default=dict, blank=True,

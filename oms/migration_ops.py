@@ -26,3 +26,36 @@ def append_only(table: str) -> migrations.RunPython:
             schema_editor.execute(drop, params=None)
 
     return migrations.RunPython(forwards, backwards)
+
+
+def immutable_columns(table: str, columns: list[str]) -> migrations.RunPython:
+    """On PostgreSQL, a trigger that refuses DELETE on `table` and any UPDATE that changes one
+    of `columns`; the other columns (a status, a late link) may still move forward."""
+    function = f"{table}_immutable"
+    changed = " OR ".join(f"NEW.{c} IS DISTINCT FROM OLD.{c}" for c in columns)
+    create = f"""
+        CREATE OR REPLACE FUNCTION {function}() RETURNS trigger AS $$
+        BEGIN
+            IF TG_OP = 'DELETE' THEN
+                RAISE EXCEPTION '{table} rows are never deleted';
+            END IF;
+            IF {changed} THEN
+                RAISE EXCEPTION '{table}: {", ".join(columns)} are never edited in place';
+            END IF;
+            RETURN NEW;
+        END;
+        $$ LANGUAGE plpgsql;
+        CREATE TRIGGER {function} BEFORE UPDATE OR DELETE ON {table}
+            FOR EACH ROW EXECUTE FUNCTION {function}();
+    """
+    drop = f"DROP TRIGGER IF EXISTS {function} ON {table}; DROP FUNCTION IF EXISTS {function}();"
+
+    def forwards(apps, schema_editor):
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(create, params=None)
+
+    def backwards(apps, schema_editor):
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(drop, params=None)
+
+    return migrations.RunPython(forwards, backwards)

@@ -24,6 +24,10 @@ DEFAULT_SCHEDULES: list[DefaultSchedule] = [
                     every_seconds=30),
     DefaultSchedule("orders: release expired unpaid reservations", "orders.expire_unpaid_reservations",
                     every_seconds=60),
+    DefaultSchedule("reconciliation: nightly run for the previous day",
+                    "reconciliation.nightly_reconciliation", crontab={"minute": "0", "hour": "9"}),
+    DefaultSchedule("reconciliation: link payments to unpaid orders",
+                    "reconciliation.paid_without_record", every_seconds=60),
 ]
 
 

@@ -270,6 +270,14 @@ def _apply_channel_update(order: Order, data: dict, digest: str, actor: Actor) -
 # --- actions --------------------------------------------------------------------------------
 
 
+def mark_paid(order: Order, actor: Actor, *, at: datetime, summary: str, payload: dict) -> None:
+    """On a locked order: pending payment → paid on a confirmed payment, then reserve its
+    stock (or hold it when stock is short), as a channel's own "paid" does."""
+    transition(order, "mark_paid", actor, at=at, kind=EventKind.PAYMENT, summary=summary,
+               payload=payload)
+    stock_flow.reserve_or_hold(order, actor)
+
+
 @transaction.atomic
 def approve_order(order_no: str, actor: Actor, at: datetime | None = None) -> Order:
     order = lock_order(order_no)

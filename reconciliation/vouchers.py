@@ -1,0 +1,206 @@
+"""Fund vouchers: recording payment notices once, reversing, the received amount of an order.
+
+One transaction per call. A notice locks its order first, so any number of concurrent repeats
+of one transaction are serialized: the first creates the voucher, the others find it.
+"""
+
+import hashlib
+from datetime import timedelta
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from oms.errors import Conflict, Invalid, NotFound
+from orders import services as order_services
+from orders.events import Actor, EventKind, Track, record_event
+from orders.models import Order, Status
+
+from .models import (
+    COUNTED_STATUSES,
+    Discrepancy,
+    DiscrepancyKind,
+    FundVoucher,
+    PaymentCallback,
+    VoucherKind,
+    VoucherStatus,
+)
+
+# A notification later than this after the payment itself is a delayed callback.
+DELAYED_CALLBACK = timedelta(minutes=30)
+
+
+def received_amount(order: Order) -> Decimal:
+    """Money received for the order, derived from its vouchers (never stored)."""
+    total = order.vouchers.filter(status__in=COUNTED_STATUSES).aggregate(total=Sum("amount"))["total"]
+    return total or Decimal("0.00")
+
+
+def log_callback(provider: str, body: bytes, outcome: str, transaction_no: str = "", detail: str = ""):
+    return PaymentCallback.objects.create(
+        provider=provider[:32], transaction_no=transaction_no[:64], outcome=outcome,
+        detail=detail[:255], body_sha256=hashlib.sha256(body).hexdigest(),
+    )
+
+
+@transaction.atomic
+def record_notice(notice, body: bytes = b"") -> tuple[FundVoucher | None, str]:
+    """Book a verified provider notice. Returns (voucher, outcome) with outcome one of
+    PaymentCallback.Outcome; repeats return the voucher of the first delivery."""
+    if not notice.succeeded:
+        log_callback(notice.provider, body, PaymentCallback.Outcome.IGNORED,
+                     notice.transaction_no, "not a completed payment or refund")
+        return None, PaymentCallback.Outcome.IGNORED
+    order = _lock_order_if_known(notice.order_no)
+    voucher = FundVoucher.objects.filter(transaction_no=notice.transaction_no).first()
+    if voucher is None:
+        try:
+            with transaction.atomic():
+                voucher = _create_voucher(notice, order)
+        except IntegrityError:
+            # Only possible when the order is unknown (no lock serialized us): the other
+            # delivery of this transaction committed first.
+            voucher = FundVoucher.objects.get(transaction_no=notice.transaction_no)
+        else:
+            log_callback(notice.provider, body, PaymentCallback.Outcome.CREATED, notice.transaction_no)
+            if order is not None:
+                apply_to_order(voucher, order, Actor(f"provider:{notice.provider}"))
+            return voucher, PaymentCallback.Outcome.CREATED
+    log_callback(notice.provider, body, PaymentCallback.Outcome.DUPLICATE, notice.transaction_no)
+    return voucher, PaymentCallback.Outcome.DUPLICATE
+
+
+def _lock_order_if_known(order_no: str) -> Order | None:
+    try:
+        return order_services.lock_order(order_no)
+    except NotFound:
+        return None
+
+
+def _create_voucher(notice, order: Order | None) -> FundVoucher:
+    now = timezone.now()
+    amount = notice.amount if notice.kind == VoucherKind.PAYMENT else -abs(notice.amount)
+    return FundVoucher.objects.create(
+        transaction_no=notice.transaction_no,
+        provider=notice.provider,
+        order=order,
+        order_no=notice.order_no,
+        kind=notice.kind,
+        amount=amount,
+        currency=notice.currency,
+        occurred_at=notice.occurred_at,
+        business_date=timezone.localdate(notice.occurred_at),
+        callback_delay_seconds=max(0, int((now - notice.occurred_at).total_seconds())),
+        raw=notice.raw,
+    )
+
+
+def apply_to_order(voucher: FundVoucher, order: Order, actor: Actor) -> None:
+    """What a new (or newly linked) voucher means for its locked order."""
+    summary = f"{voucher.kind} {voucher.amount} {voucher.currency} ({voucher.provider} {voucher.transaction_no})"
+    payload = {"transaction_no": voucher.transaction_no, "amount": str(voucher.amount)}
+    if voucher.kind != VoucherKind.PAYMENT:
+        record_event(order, track=Track.SYSTEM, kind=EventKind.PAYMENT, actor=actor,
+                     summary=summary, payload=payload)
+        return
+    if voucher.amount != order.payable_amount or voucher.currency != order.currency:
+        _hold_for_check(voucher, order, actor, payload)
+        return
+    if order.status == Status.PENDING_PAYMENT:
+        order_services.mark_paid(order, actor, at=voucher.occurred_at,
+                                 summary=f"paid: {summary}", payload=payload)
+    else:
+        record_event(order, track=Track.SYSTEM, kind=EventKind.PAYMENT, actor=actor,
+                     summary=f"{summary}; the order was already {order.status}", payload=payload)
+
+
+def _hold_for_check(voucher: FundVoucher, order: Order, actor: Actor, payload: dict) -> None:
+    """A payment that is not the payable: kept, not counted, the order stays unpaid, and
+    finance gets a discrepancy while ops sees an alert on the timeline."""
+    reason = (f"paid {voucher.amount} {voucher.currency}, payable is "
+              f"{order.payable_amount} {order.currency}")
+    voucher.status = VoucherStatus.PENDING_CHECK
+    voucher.check_reason = reason
+    voucher.save(update_fields=["status", "check_reason"])
+    Discrepancy.objects.get_or_create(
+        fingerprint=f"{DiscrepancyKind.AMOUNT_MISMATCH}:voucher:{voucher.transaction_no}",
+        defaults={
+            "kind": DiscrepancyKind.AMOUNT_MISMATCH, "business_date": voucher.business_date,
+            "transaction_no": voucher.transaction_no, "order_no": order.order_no,
+            "channel_code": order.channel.code, "expected": order.payable_amount,
+            "actual": voucher.amount, "difference": voucher.amount - order.payable_amount,
+            "voucher": voucher, "detail": reason,
+        },
+    )
+    record_event(order, track=Track.SYSTEM, kind=EventKind.ALERT, actor=actor,
+                 summary=f"payment amount mismatch: {reason}; order not marked paid", payload=payload)
+
+
+@transaction.atomic
+def accept_voucher(transaction_no: str, user, note: str) -> FundVoucher:
+    """Finance accepts a payment held for a check (e.g. an agreed partial payment)."""
+    if not note.strip():
+        raise Invalid({"note": ["say why the amount is accepted"]})
+    voucher = _lock_voucher(transaction_no)
+    if voucher.status != VoucherStatus.PENDING_CHECK:
+        raise Conflict(f"voucher {transaction_no} is {voucher.status}, not pending check")
+    voucher.status = VoucherStatus.CONFIRMED
+    voucher.save(update_fields=["status"])
+    if voucher.order_id:
+        order = order_services.lock_order(voucher.order.order_no)
+        actor = Actor.for_user(user)
+        summary = f"payment {voucher.transaction_no} of {voucher.amount} accepted: {note}"
+        if order.status == Status.PENDING_PAYMENT:
+            order_services.mark_paid(order, actor, at=voucher.occurred_at, summary=summary,
+                                     payload={"transaction_no": transaction_no})
+        else:
+            record_event(order, track=Track.SYSTEM, kind=EventKind.PAYMENT, actor=actor,
+                         summary=summary)
+    return voucher
+
+
+@transaction.atomic
+def reverse_voucher(transaction_no: str, reason: str, user) -> FundVoucher:
+    """Book the negative twin of a voucher. The original is never edited beyond its status."""
+    if not reason.strip():
+        raise Invalid({"reason": ["a reversal needs a reason"]})
+    voucher = _lock_voucher(transaction_no)
+    if voucher.kind == VoucherKind.REVERSAL:
+        raise Conflict(f"{transaction_no} is itself a reversal; book an adjustment instead")
+    if voucher.status == VoucherStatus.REVERSED:
+        raise Conflict(f"voucher {transaction_no} is already reversed",
+                       reversed_by=voucher.reversed_by.transaction_no)
+    reversal = FundVoucher.objects.create(
+        transaction_no=f"REV-{transaction_no}"[:64],
+        provider=voucher.provider,
+        order=voucher.order,
+        order_no=voucher.order_no,
+        kind=VoucherKind.REVERSAL,
+        amount=-voucher.amount,
+        currency=voucher.currency,
+        occurred_at=timezone.now(),
+        business_date=timezone.localdate(),
+        reverses=voucher,
+        reason=reason[:255],
+        created_by=user,
+    )
+    voucher.status = VoucherStatus.REVERSED
+    voucher.save(update_fields=["status"])
+    if voucher.order_id:
+        order = order_services.lock_order(voucher.order.order_no)
+        record_event(
+            order, track=Track.SYSTEM, kind=EventKind.PAYMENT, actor=Actor.for_user(user),
+            summary=f"voucher {transaction_no} ({voucher.amount}) reversed: {reason}; "
+                    f"received now {received_amount(order)}",
+            payload={"transaction_no": transaction_no, "reversal": reversal.transaction_no},
+        )
+    return reversal
+
+
+def _lock_voucher(transaction_no: str) -> FundVoucher:
+    try:
+        return FundVoucher.objects.select_for_update().get(transaction_no=transaction_no)
+    except FundVoucher.DoesNotExist:
+        raise NotFound(f"voucher {transaction_no} does not exist") from None
+
