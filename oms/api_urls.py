@@ -5,6 +5,7 @@ from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.permissions import AllowAny
 from rest_framework.routers import DefaultRouter
 
+from alerts.api import AlertViewSet
 from channels.api import ChannelViewSet, DuplicatesReportView, WebhookView
 from channels.api_drift import SchemaDriftViewSet
 from inventory.api import (
@@ -18,6 +19,14 @@ from inventory.api import (
 )
 from inventory.api_counts import StockCountViewSet
 from orders.api import DeviceView, OrderViewSet, ScannerEventView
+from reconciliation.api import (
+    DiscrepancyViewSet,
+    PaymentMatchViewSet,
+    RunViewSet,
+    StatementViewSet,
+    VoucherViewSet,
+)
+from reconciliation.callbacks import AlipayCallback, GenericCallback, WechatPayCallback
 
 
 class ObtainToken(ObtainAuthToken):
@@ -28,6 +37,7 @@ class ObtainToken(ObtainAuthToken):
 
 router = DefaultRouter()
 router.register("orders", OrderViewSet, basename="order")
+router.register("alerts", AlertViewSet, basename="alert")
 router.register("channels/drift", SchemaDriftViewSet, basename="channel-drift")  # before "channels"
 router.register("channels", ChannelViewSet, basename="channel")
 router.register("inventory/warehouses", WarehouseViewSet, basename="warehouse")
@@ -35,11 +45,19 @@ router.register("inventory/skus", SKUViewSet, basename="sku")
 router.register("inventory/stock", StockLevelViewSet, basename="stock-level")
 router.register("inventory/listings", ListingViewSet, basename="listing")
 router.register("inventory/counts", StockCountViewSet, basename="stock-count")
+router.register("reconciliation/statements", StatementViewSet, basename="statement")
+router.register("reconciliation/vouchers", VoucherViewSet, basename="voucher")
+router.register("reconciliation/runs", RunViewSet, basename="reconciliation-run")
+router.register("reconciliation/discrepancies", DiscrepancyViewSet, basename="discrepancy")
+router.register("reconciliation/payment-matches", PaymentMatchViewSet, basename="payment-match")
 
 urlpatterns = [
     path("auth/token/", ObtainToken.as_view(), name="auth-token"),
     path("channels/<str:code>/webhook/", WebhookView.as_view(), name="channel-webhook"),
     path("channels/duplicates/", DuplicatesReportView.as_view(), name="channel-duplicates"),
+    path("payments/notify/wechatpay/", WechatPayCallback.as_view(), name="payment-notify-wechatpay"),
+    path("payments/notify/alipay/", AlipayCallback.as_view(), name="payment-notify-alipay"),
+    path("payments/notify/generic/", GenericCallback.as_view(), name="payment-notify-generic"),
     path("warehouse/events/", ScannerEventView.as_view(), name="scanner-events"),
     path("warehouse/devices/", DeviceView.as_view(), name="warehouse-devices"),
     path("inventory/receipts/", ReceiptView.as_view(), name="inventory-receipts"),

@@ -240,6 +240,22 @@ OMS_PUBLIC_API_DOCS = env_bool("OMS_PUBLIC_API_DOCS", True)
 # Keyed hash for customer identities (phones are never stored in the clear).
 OMS_IDENTITY_KEY = os.environ.get("OMS_IDENTITY_KEY", SECRET_KEY)
 
+# Where people open the app; links in alert notifications start with it.
+OMS_PUBLIC_URL = os.environ.get("OMS_PUBLIC_URL", "http://127.0.0.1:8000")
+
+# --- Payment callbacks (CONTRACTS.md) -------------------------------------------------------
+# Empty means "not configured": that provider's callbacks are refused, never accepted unsigned.
+OMS_PAYMENT_GENERIC_SECRET = os.environ.get("OMS_PAYMENT_GENERIC_SECRET", "")
+OMS_WECHATPAY_API_V3_KEY = os.environ.get("OMS_WECHATPAY_API_V3_KEY", "")
+# Wechatpay-Serial → platform certificate or WeChat Pay public key, one <serial>.pem per file.
+OMS_WECHATPAY_PLATFORM_KEYS = {
+    pem.stem: pem.read_bytes()
+    for pem in sorted(Path(os.environ.get("OMS_WECHATPAY_KEYS_DIR", VAR_DIR / "wechatpay")).glob("*.pem"))
+}
+OMS_WECHATPAY_MAX_SKEW_SECONDS = int(os.environ.get("OMS_WECHATPAY_MAX_SKEW_SECONDS", "300"))
+OMS_ALIPAY_PUBLIC_KEY = os.environ.get("OMS_ALIPAY_PUBLIC_KEY", "")
+OMS_ALIPAY_APP_ID = os.environ.get("OMS_ALIPAY_APP_ID", "")
+
 # --- Logging --------------------------------------------------------------------------------
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 LOG_FORMAT = os.environ.get("OMS_LOG_FORMAT", "json" if PRODUCTION else "console")

@@ -16,6 +16,8 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("cs/", include("orders.urls")),
     path("inventory/", include("inventory.urls")),
+    path("finance/", include("reconciliation.urls")),
+    path("ops/", include("alerts.urls")),
     path("sandbox/", include("channels.sandbox.urls")),
     path("api/v1/", include((api_v1_patterns + router.urls, "api"), namespace="api")),
     path(

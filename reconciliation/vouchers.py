@@ -80,7 +80,7 @@ def _lock_order_if_known(order_no: str) -> Order | None:
 
 def _create_voucher(notice, order: Order | None) -> FundVoucher:
     now = timezone.now()
-    amount = notice.amount if notice.kind == VoucherKind.PAYMENT else -abs(notice.amount)
+    amount = notice.amount if notice.kind == VoucherKind.PAYMENT else -_refund_amount(notice)
     return FundVoucher.objects.create(
         transaction_no=notice.transaction_no,
         provider=notice.provider,
@@ -94,6 +94,16 @@ def _create_voucher(notice, order: Order | None) -> FundVoucher:
         callback_delay_seconds=max(0, int((now - notice.occurred_at).total_seconds())),
         raw=notice.raw,
     )
+
+
+def _refund_amount(notice) -> Decimal:
+    """Alipay's refund_fee is the trade's refunded total so far, not this refund's amount."""
+    if notice.provider != "alipay":
+        return abs(notice.amount)
+    earlier = FundVoucher.objects.filter(
+        provider="alipay", kind=VoucherKind.REFUND, order_no=notice.order_no
+    ).aggregate(total=Sum("amount"))["total"] or Decimal("0")
+    return abs(notice.amount) + earlier  # earlier refunds are negative
 
 
 def apply_to_order(voucher: FundVoucher, order: Order, actor: Actor) -> None:

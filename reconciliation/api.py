@@ -1,0 +1,158 @@
+"""Finance API (CONTRACTS.md): statements, vouchers, runs, discrepancies, payment matches."""
+
+import django_filters
+from django.db.models import Q
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+
+from oms.api import ModelPermissions, permission_required
+
+from . import discrepancies, paid_check, vouchers
+from .importing import StatementRejected, import_statement
+from .matching import run_reconciliation
+from .models import Discrepancy, FundVoucher, PaymentMatch, ReconciliationRun, Statement
+from .serializers import (
+    DiscrepancySerializer,
+    DiscrepancyUpdateSerializer,
+    NoteSerializer,
+    PaymentMatchSerializer,
+    ReasonSerializer,
+    RunRequestSerializer,
+    RunSerializer,
+    StatementSerializer,
+    StatementUploadSerializer,
+    VoucherSerializer,
+)
+
+
+class StatementViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                       viewsets.GenericViewSet):
+    """`POST /api/v1/reconciliation/statements/` multipart `file`, `account`, optional
+    `profile` and `provider`: all or nothing, 400 lists every bad row, 409 when already imported."""
+
+    queryset = Statement.objects.order_by("-imported_at")
+    serializer_class = StatementSerializer
+    permission_classes = [ModelPermissions]
+    parser_classes = [MultiPartParser, FormParser]
+    filterset_fields = ["account", "profile"]
+
+    @extend_schema(request=StatementUploadSerializer, responses={201: StatementSerializer})
+    def create(self, request):
+        form = StatementUploadSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        upload = form.validated_data["file"]
+        try:
+            statement = import_statement(
+                upload.read(), account=form.validated_data["account"],
+                profile=form.validated_data.get("profile") or None, filename=upload.name,
+                provider=form.validated_data.get("provider", ""), user=request.user,
+            )
+        except StatementRejected as exc:
+            return Response({"error": "validation", "detail": exc.detail, "rows": exc.rows},
+                            status=status.HTTP_400_BAD_REQUEST)
+        return Response(StatementSerializer(statement).data, status=status.HTTP_201_CREATED)
+
+
+class VoucherFilter(django_filters.FilterSet):
+    order_no = django_filters.CharFilter(method="by_order_no")
+    transaction_no = django_filters.CharFilter()
+    status = django_filters.ChoiceFilter(choices=FundVoucher._meta.get_field("status").choices)
+
+    class Meta:
+        model = FundVoucher
+        fields = ["order_no", "transaction_no", "status", "provider", "kind"]
+
+    def by_order_no(self, queryset, name, value):
+        return queryset.filter(Q(order__order_no=value) | Q(order_no=value))
+
+
+class VoucherViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = FundVoucher.objects.select_related("order", "reverses").order_by("-occurred_at", "-id")
+    serializer_class = VoucherSerializer
+    permission_classes = [ModelPermissions]
+    filterset_class = VoucherFilter
+    lookup_field = "transaction_no"
+    lookup_value_regex = "[^/]+"
+
+    @extend_schema(request=ReasonSerializer, responses={201: VoucherSerializer})
+    @action(detail=True, methods=["post"],
+            permission_classes=[permission_required("reconciliation.reverse_fundvoucher")])
+    def reverse(self, request, transaction_no=None):
+        body = ReasonSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        reversal = vouchers.reverse_voucher(transaction_no, body.validated_data["reason"], request.user)
+        return Response(VoucherSerializer(reversal).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=NoteSerializer, responses={200: VoucherSerializer})
+    @action(detail=True, methods=["post"],
+            permission_classes=[permission_required("reconciliation.change_fundvoucher")])
+    def accept(self, request, transaction_no=None):
+        body = NoteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        voucher = vouchers.accept_voucher(transaction_no, request.user, body.validated_data["note"])
+        return Response(VoucherSerializer(voucher).data)
+
+
+class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = ReconciliationRun.objects.order_by("-id")
+    serializer_class = RunSerializer
+    permission_classes = [ModelPermissions]
+    filterset_fields = ["state", "trigger"]
+
+    @extend_schema(request=RunRequestSerializer, responses={201: RunSerializer})
+    def create(self, request):
+        body = RunRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        run = run_reconciliation(body.validated_data["start"], body.validated_data["end"],
+                                 ReconciliationRun.Trigger.MANUAL, request.user)
+        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class DiscrepancyFilter(django_filters.FilterSet):
+    run = django_filters.NumberFilter(method="by_run")
+
+    class Meta:
+        model = Discrepancy
+        fields = ["run", "kind", "status", "channel_code", "business_date"]
+
+    def by_run(self, queryset, name, value):
+        return queryset.filter(Q(first_run=value) | Q(last_run=value))
+
+
+class DiscrepancyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = (Discrepancy.objects.select_related("assignee", "suggested_voucher")
+                .prefetch_related("history__user").order_by("-business_date", "-id"))
+    serializer_class = DiscrepancySerializer
+    permission_classes = [ModelPermissions]
+    filterset_class = DiscrepancyFilter
+
+    @extend_schema(request=DiscrepancyUpdateSerializer, responses={200: DiscrepancySerializer})
+    def partial_update(self, request, pk=None):
+        body = DiscrepancyUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        updated = discrepancies.update_discrepancy(int(pk), request.user, **body.validated_data)
+        return Response(DiscrepancySerializer(self.get_queryset().get(pk=updated.pk)).data)
+
+
+class PaymentMatchViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The pending-confirmation pool of "paid but no record": confirm or reject in one click."""
+
+    queryset = PaymentMatch.objects.select_related("voucher", "order").order_by("-id")
+    serializer_class = PaymentMatchSerializer
+    permission_classes = [ModelPermissions]
+    filterset_fields = ["state"]
+
+    @extend_schema(request=None, responses={200: PaymentMatchSerializer})
+    @action(detail=True, methods=["post"],
+            permission_classes=[permission_required("reconciliation.change_paymentmatch")])
+    def confirm(self, request, pk=None):
+        return Response(PaymentMatchSerializer(paid_check.decide_match(int(pk), True, request.user)).data)
+
+    @extend_schema(request=None, responses={200: PaymentMatchSerializer})
+    @action(detail=True, methods=["post"],
+            permission_classes=[permission_required("reconciliation.change_paymentmatch")])
+    def reject(self, request, pk=None):
+        return Response(PaymentMatchSerializer(paid_check.decide_match(int(pk), False, request.user)).data)
