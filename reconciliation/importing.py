@@ -151,7 +151,10 @@ def _too_long(row: StatementRow) -> dict | None:
 
 
 def _values(statement_id: int, row: StatementRow, day) -> tuple:
-    match_key = row.refund_ref if row.kind == "refund" and row.refund_ref else row.transaction_no
+    match_key = row.transaction_no
+    if row.kind == "refund":
+        # A refund shares its trade's number on most bills; its own number is the refund's.
+        match_key = row.refund_ref or f"{row.transaction_no}:refund"
     return (statement_id, row.row, row.transaction_no, match_key[:64], row.order_ref,
             row.occurred_at, day, row.amount, row.fee, row.kind[:12], row.counterparty[:128],
             row.memo[:255], row.currency[:3])

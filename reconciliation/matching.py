@@ -51,6 +51,7 @@ _LINES = """
     FROM reconciliation_statementline sl
     JOIN reconciliation_statement st ON st.id = sl.statement_id
     WHERE sl.business_date BETWEEN %(start)s AND %(end)s AND st.profile <> 'channel_settlement'
+      AND sl.kind IN ('payment', 'refund')
     GROUP BY sl.match_key
 """
 

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 # Each app that has demo data exposes `demo.load(stdout)`; listed in dependency order.
-DEMO_MODULES = ("oms.demo_data", "orders.demo", "channels.demo")
+DEMO_MODULES = ("oms.demo_data", "orders.demo", "channels.demo", "reconciliation.demo", "alerts.demo")
 
 
 class Command(BaseCommand):

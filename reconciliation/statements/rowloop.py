@@ -1,0 +1,82 @@
+"""The loop every profile shares: build each row at full speed, explain the ones that fail.
+
+A profile supplies `build(row, cells)`, which returns a StatementRow or raises CellError at the
+first bad cell; `checks`, the (column, converter) pairs build relies on; and `rules`, the checks
+that span cells (debit and credit both set), which raise CellError naming their column. Only a
+failing row pays for running them all, so one pass reports every bad cell of every bad row while
+a good row costs one function call.
+"""
+
+from collections.abc import Callable, Iterator
+
+from .decoding import Line
+from .header import Layout
+from .model import RowError, StatementRow
+from .values import CellError
+
+Build = Callable[[int, list[str]], StatementRow]
+Checks = tuple[tuple[int, Callable[[str], object]], ...]
+Rules = tuple[Callable[[list[str]], object], ...]
+# Rows of different kinds read different columns (a WeChat refund reads 退款金额, a payment
+# 应结订单金额), so checks may be chosen per row.
+RowChecks = Checks | Callable[[list[str]], Checks]
+
+
+def run(
+    lines: Iterator[Line],
+    layout: Layout,
+    build: Build,
+    checks: RowChecks,
+    rules: Rules = (),
+    noise: Callable[[list[str]], bool] | None = None,
+) -> Iterator[StatementRow | RowError]:
+    """`noise` recognises the format's own non-data lines (totals, comments) among failing rows."""
+    width, size = layout.width, layout.size
+    padding = [""] * (size - width)
+    for row, cells in lines:
+        if len(cells) != width:
+            cells = _fit(cells, width, size)
+        elif padding:
+            cells.extend(padding)
+        try:
+            item = build(row, cells)
+        except CellError:
+            if (noise is not None and noise(cells)) or layout.repeats_header(cells):
+                continue
+            yield from explain(row, cells, layout.names, build, checks, rules)
+            continue
+        yield item
+
+
+def _fit(cells: list[str], width: int, size: int) -> list[str]:
+    # Short rows read "" past their end; cells past the header are not ours to read.
+    fitted = cells[:width]
+    fitted.extend([""] * (size - len(fitted)))
+    return fitted
+
+
+def explain(
+    row: int, cells: list[str], names: list[str], build: Build, checks: RowChecks, rules: Rules
+) -> list[RowError]:
+    if callable(checks):
+        checks = checks(cells)
+    found: dict[int, str] = {}
+    for index, check in checks:
+        try:
+            check(cells[index])
+        except CellError as exc:
+            found.setdefault(index, exc.reason)
+    for rule in rules:
+        try:
+            rule(cells)
+        except CellError as exc:
+            # A rule trips over a bad cell too; the checks above have reported that one.
+            if exc.column >= 0:
+                found.setdefault(exc.column, exc.reason)
+    if not found:
+        try:
+            build(row, cells)
+        except CellError as exc:
+            return [RowError(row, "", "", exc.reason)]
+    # Left to right, as the user reads the line.
+    return [RowError(row, names[index], cells[index], found[index]) for index in sorted(found)]
