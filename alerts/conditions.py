@@ -46,7 +46,33 @@ def _orders_in(status: str, threshold: Decimal, now: datetime, title: str, **ext
 
 
 def paid_not_reviewed(threshold, now):
-    return _orders_in(Status.PAID, threshold, now, f"paid, not reviewed for {threshold:.0f} min")
+    """Waiting for ops to approve; an order waiting in the approval workflow has its own rule."""
+    stale = [m for m in _orders_in(Status.PAID, threshold, now, f"paid, not reviewed for {threshold:.0f} min")]
+    if not stale:
+        return stale
+    from orders.models import ApprovalTask
+
+    in_workflow = set(ApprovalTask.objects.filter(status="pending", order_id__in=[m.order_id for m in stale])
+                      .values_list("order_id", flat=True))
+    return [m for m in stale if m.order_id not in in_workflow]
+
+
+def approval_pending(threshold, now):
+    from orders.models import ApprovalTask
+
+    rows = (ApprovalTask.objects.filter(status="pending", created_at__lt=now - _minutes(threshold))
+            .values_list("order_id", "order__order_no", "assignee_group", "assignee_user__username")[:MAX_MATCHES])
+    return [Match(f"order:{no}", pk, f"{no}: approval pending with {user or group} for over {threshold:.0f} min")
+            for pk, no, group, user in rows]
+
+
+def exception_case_overdue(threshold, now):
+    from orders.models import ExceptionCase
+
+    rows = (ExceptionCase.objects.filter(status="open", due_at__lt=now - _minutes(threshold))
+            .values_list("id", "order_id", "order__order_no", "kind", "owner_role")[:MAX_MATCHES])
+    return [Match(f"case:{pk}", order_id, f"{no or ''} {kind} case past its SOP time limit ({role})".strip())
+            for pk, order_id, no, kind, role in rows]
 
 
 def ship_requested_no_outbound(threshold, now):
@@ -64,9 +90,9 @@ def open_order_unchanged(threshold, now):
 def outbound_without_tracking(threshold, now):
     from channels.models import ShipmentTracking
 
-    rows = (ShipmentTracking.objects.filter(last_event_at__isnull=True,
-                                            shipment__outbound_at__lt=now - _minutes(threshold),
-                                            shipment__order__fulfilment=Fulfilment.OUTBOUND)
+    rows = (ShipmentTracking.objects.filter(state="", last_event_at__isnull=True,
+                                            outbound_at__lt=now - _minutes(threshold))
+            .exclude(shipment__order__fulfilment__in=[Fulfilment.DELIVERED, Fulfilment.RETURNED])
             .values_list("shipment__order_id", "shipment__order__order_no", "shipment__tracking_no")[:MAX_MATCHES])
     return [Match(f"order:{no}", pk, f"{no}: outbound, no carrier event for {tracking}") for pk, no, tracking in rows]
 
@@ -150,6 +176,9 @@ def reconciliation_difference(threshold, now):
 
 CONDITIONS: dict[str, Condition] = {c.code: c for c in [
     Condition("paid_not_reviewed", _("Paid but not reviewed"), "minutes", paid_not_reviewed),
+    Condition("approval_pending", _("Approval pending"), "minutes", approval_pending),
+    Condition("exception_case_overdue", _("Exception case past its SOP time limit"), "minutes",
+              exception_case_overdue),
     Condition("ship_requested_no_outbound", _("Ship requested without an outbound scan"), "minutes",
               ship_requested_no_outbound),
     Condition("outbound_without_tracking", _("Outbound without a carrier tracking event"), "minutes",
@@ -178,6 +207,9 @@ class BuiltinRule:
 
 BUILTIN_RULES = [
     BuiltinRule("paid-not-reviewed", "paid_not_reviewed", "30", "warning", "Paid but not reviewed in 30 min"),
+    BuiltinRule("approval-pending-8h", "approval_pending", "480", "warning", "Approval pending for 8 h", 60),
+    BuiltinRule("exception-case-overdue", "exception_case_overdue", "0", "warning",
+                "Exception case past its SOP time limit", 120),
     BuiltinRule("ship-no-outbound-4h", "ship_requested_no_outbound", "240", "warning",
                 "Ship requested, no outbound scan in 4 h"),
     BuiltinRule("ship-no-outbound-24h", "ship_requested_no_outbound", "1440", "critical",

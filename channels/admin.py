@@ -1,10 +1,11 @@
 from django.contrib import admin, messages
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from oms.admin import ReadOnlyAdmin
 
-from . import drift
+from . import drift, tracking
 from .models import (
     Channel,
     ChannelSkuMapping,
@@ -12,6 +13,7 @@ from .models import (
     RawPayload,
     SchemaDrift,
     SchemaField,
+    ShipmentTracking,
     SyncRun,
 )
 from .schedules import ensure_pull_schedule
@@ -112,3 +114,50 @@ class SchemaFieldAdmin(admin.ModelAdmin):
     list_filter = ["channel", "value_type", "accepted"]
     search_fields = ["path"]
     list_select_related = ["channel"]
+
+
+@admin.register(ShipmentTracking)
+class ShipmentTrackingAdmin(ReadOnlyAdmin):
+    """What each parcel's carrier said last; changed only by pushes, polls and the sweeps."""
+
+    list_display = ["shipment", "order_no", "adapter", "state", "last_event_at", "last_push_at",
+                    "last_polled_at", "anomalies", "returns_count", "subscribed_at"]
+    list_filter = ["state", "adapter"]
+    search_fields = ["=shipment__tracking_no", "=shipment__order__order_no"]
+    list_select_related = ["shipment__order"]
+    date_hierarchy = "outbound_at"
+    show_full_result_count = False
+    actions = ["poll_now"]
+    fields = ["shipment", "order_no", "adapter", "state", "outbound_at", "last_event_at",
+              "last_push_at", "last_polled_at", "poll_error", "subscribed_at", "subscribe_error",
+              "anomalies", "returns_count", "created_at", "route"]
+    readonly_fields = fields
+
+    @admin.display(description=_("order"), ordering="shipment__order__order_no")
+    def order_no(self, obj):
+        return obj.shipment.order.order_no
+
+    @admin.display(description=_("checkpoints (newest first)"))
+    def route(self, obj):
+        if not obj.checkpoints:
+            return "-"
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((item.get("at", "")[:19].replace("T", " "), item.get("state", ""),
+              item.get("location", ""), item.get("description", "")) for item in obj.checkpoints),
+        )
+        head = format_html("<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+                           _("time"), _("state"), _("location"), _("description"))
+        return format_html("<table>{}{}</table>", head, rows)
+
+    @admin.action(description=_("Poll the carrier now"), permissions=["poll"])
+    def poll_now(self, request, queryset):
+        result = tracking.poll_rows(list(queryset.values_list("pk", flat=True)[:200]))
+        self.message_user(request, _("%(polled)d polled, %(failed)d failed.")
+                          % {"polled": result.polled, "failed": result.failed},
+                          messages.WARNING if result.failed else messages.SUCCESS)
+        for parcel, error in list(result.errors.items())[:5]:
+            self.message_user(request, f"{parcel}: {error}", messages.WARNING)
+
+    def has_poll_permission(self, request):
+        return request.user.has_perm("channels.change_shipmenttracking")

@@ -291,3 +291,6 @@ class SchemaDrift(models.Model):
     def __str__(self):
         change = f"{self.old_type}→{self.new_type}" if self.kind == self.Kind.RETYPED else self.kind
         return f"{self.channel_id}: {self.path} {change}"
+
+
+from .models_tracking import ShipmentTracking  # noqa: E402, F401  (carrier tracking, one file)

@@ -1,6 +1,7 @@
 from celery import shared_task
 
 from .adapters.base import TransportError
+from .carriers import CarrierError
 from .models import Channel
 from .pulls import PullBusy, pull
 
@@ -37,3 +38,34 @@ def send_shipment_pushes() -> int:
     for shipment_id in ids:
         push_shipment.delay(shipment_id)
     return len(ids)
+
+
+@shared_task(name="channels.subscribe_shipment_tracking", bind=True, autoretry_for=(CarrierError,),
+             retry_backoff=30, retry_backoff_max=1800, retry_jitter=True, max_retries=6)
+def subscribe_shipment_tracking(self, shipment_id: int) -> str:
+    """After the outbound scan: the parcel's tracking row and its carrier subscription."""
+    from .tracking import subscribe_shipment
+
+    return subscribe_shipment(shipment_id, attempt_is_last=self.request.retries >= self.max_retries)
+
+
+@shared_task(name="channels.poll_tracking")
+def poll_tracking() -> dict:
+    """Hourly: poll the parcels not heard of for OMS_TRACKING_POLL_HOURS (each every 6 h)."""
+    from .tracking import poll_due
+
+    result = poll_due()
+    return {"due": result.due, "polled": result.polled, "failed": result.failed}
+
+
+@shared_task(name="channels.check_stale_tracking")
+def check_stale_tracking() -> dict:
+    """Every minute: new shipments get their tracking row and a subscription (kept off the
+    scanner's request path on purpose), parcels with no carrier news for 48 h get no_update and
+    a case."""
+    from .tracking import check_stale
+
+    result = check_stale()
+    for shipment_id in result.adopted:
+        subscribe_shipment_tracking.delay(shipment_id)
+    return {"flagged": result.flagged, "adopted": len(result.adopted)}

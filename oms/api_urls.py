@@ -8,6 +8,7 @@ from rest_framework.routers import DefaultRouter
 from alerts.api import AlertViewSet
 from channels.api import ChannelViewSet, DuplicatesReportView, WebhookView
 from channels.api_drift import SchemaDriftViewSet
+from channels.api_tracking import Kuaidi100PushView
 from inventory.api import (
     AvailabilityView,
     ListingViewSet,
@@ -19,6 +20,7 @@ from inventory.api import (
 )
 from inventory.api_counts import StockCountViewSet
 from orders.api import DeviceView, OrderViewSet, ScannerEventView
+from orders.api_workflow import ApprovalTaskViewSet, ExceptionCaseViewSet, OverrideApprovalView
 from reconciliation.api import (
     DiscrepancyViewSet,
     PaymentMatchViewSet,
@@ -37,6 +39,8 @@ class ObtainToken(ObtainAuthToken):
 
 router = DefaultRouter()
 router.register("orders", OrderViewSet, basename="order")
+router.register("approvals", ApprovalTaskViewSet, basename="approval")
+router.register("exceptions", ExceptionCaseViewSet, basename="exception-case")
 router.register("alerts", AlertViewSet, basename="alert")
 router.register("channels/drift", SchemaDriftViewSet, basename="channel-drift")  # before "channels"
 router.register("channels", ChannelViewSet, basename="channel")
@@ -55,9 +59,12 @@ urlpatterns = [
     path("auth/token/", ObtainToken.as_view(), name="auth-token"),
     path("channels/<str:code>/webhook/", WebhookView.as_view(), name="channel-webhook"),
     path("channels/duplicates/", DuplicatesReportView.as_view(), name="channel-duplicates"),
+    path("carriers/kuaidi100/push/", Kuaidi100PushView.as_view(), name="carrier-push-kuaidi100"),
     path("payments/notify/wechatpay/", WechatPayCallback.as_view(), name="payment-notify-wechatpay"),
     path("payments/notify/alipay/", AlipayCallback.as_view(), name="payment-notify-alipay"),
     path("payments/notify/generic/", GenericCallback.as_view(), name="payment-notify-generic"),
+    path("orders/<str:order_no>/override-approval/", OverrideApprovalView.as_view(),
+         name="order-override-approval"),
     path("warehouse/events/", ScannerEventView.as_view(), name="scanner-events"),
     path("warehouse/devices/", DeviceView.as_view(), name="warehouse-devices"),
     path("inventory/receipts/", ReceiptView.as_view(), name="inventory-receipts"),

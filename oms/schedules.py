@@ -22,8 +22,18 @@ DEFAULT_SCHEDULES: list[DefaultSchedule] = [
                     every_seconds=600),
     DefaultSchedule("channels: send tracking numbers to channels", "channels.send_shipment_pushes",
                     every_seconds=30),
+    # Hourly, but each parcel is polled only when unheard of for OMS_TRACKING_POLL_HOURS (6 h).
+    DefaultSchedule("channels: poll carrier tracking (due parcels)", "channels.poll_tracking",
+                    every_seconds=3600),
+    # Also adopts (subscribes) new shipments: tracking starts within a minute of the outbound
+    # scan without a broker round trip on the scanner's request path.
+    DefaultSchedule("channels: start tracking new parcels, flag those quiet for 48 h",
+                    "channels.check_stale_tracking", every_seconds=60),
     DefaultSchedule("orders: release expired unpaid reservations", "orders.expire_unpaid_reservations",
                     every_seconds=60),
+    DefaultSchedule("orders: pass overdue approvals to the backup", "orders.transfer_overdue_approvals",
+                    every_seconds=300),
+    DefaultSchedule("orders: detect exception cases", "orders.detect_exception_cases", every_seconds=60),
     DefaultSchedule("alerts: scan alert rules", "alerts.check_alerts", every_seconds=60),
     DefaultSchedule("alerts: deliver notifications (retries)", "alerts.deliver_notifications",
                     every_seconds=30),

@@ -232,6 +232,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "SchemaDriftKindEnum": "channels.models.SchemaDrift.Kind",
         "ChannelKindEnum": "channels.models.ChannelKind",
+        "VoucherStatusEnum": "reconciliation.models.VoucherStatus",
+        "DiscrepancyStatusEnum": "reconciliation.models.DiscrepancyStatus",
+        "AlertStatusEnum": "alerts.models.AlertStatus",
     },
 }
 # The API contract is public (CONTRACTS.md); an operator who wants it private turns this off.
@@ -255,6 +258,19 @@ OMS_WECHATPAY_PLATFORM_KEYS = {
 OMS_WECHATPAY_MAX_SKEW_SECONDS = int(os.environ.get("OMS_WECHATPAY_MAX_SKEW_SECONDS", "300"))
 OMS_ALIPAY_PUBLIC_KEY = os.environ.get("OMS_ALIPAY_PUBLIC_KEY", "")
 OMS_ALIPAY_APP_ID = os.environ.get("OMS_ALIPAY_APP_ID", "")
+
+# --- Carrier tracking (channels/tracking.py) --------------------------------------------------
+# "sandbox" (scripted routes, for the demo; refused for pushes in production) or "kuaidi100".
+OMS_CARRIER_ADAPTER = os.environ.get("OMS_CARRIER_ADAPTER", "sandbox")
+OMS_KUAIDI100_CUSTOMER = os.environ.get("OMS_KUAIDI100_CUSTOMER", "")
+OMS_KUAIDI100_KEY = os.environ.get("OMS_KUAIDI100_KEY", "")
+OMS_KUAIDI100_SALT = os.environ.get("OMS_KUAIDI100_SALT", "")  # signs pushes; required
+OMS_KUAIDI100_BASE_URL = os.environ.get("OMS_KUAIDI100_BASE_URL", "https://poll.kuaidi100.com")
+OMS_TRACKING_CALLBACK_URL = os.environ.get(
+    "OMS_TRACKING_CALLBACK_URL", OMS_PUBLIC_URL.rstrip("/") + "/api/v1/carriers/kuaidi100/push/"
+)
+OMS_TRACKING_POLL_HOURS = float(os.environ.get("OMS_TRACKING_POLL_HOURS", "6"))
+OMS_TRACKING_STALE_HOURS = float(os.environ.get("OMS_TRACKING_STALE_HOURS", "48"))
 
 # --- Logging --------------------------------------------------------------------------------
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")

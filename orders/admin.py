@@ -197,3 +197,7 @@ class ScannerEventAdmin(ReadOnlyAdmin):
     list_filter = ["type", "response_status", "device__warehouse"]
     search_fields = ["=event_id", "=order__order_no"]
     list_select_related = ["order", "device"]
+
+
+# Approvals, exception cases, SOPs and customer levels.
+from . import admin_workflow  # noqa: E402, F401

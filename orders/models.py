@@ -62,6 +62,12 @@ class CustomerIdentity(models.Model):
         EXACT = "exact", _("full phone")
         MASKED = "masked", _("masked phone, matched with name and address")
 
+    class Level(models.TextChoices):
+        NORMAL = "normal", _("normal")
+        VIP = "vip", _("VIP")
+        WHOLESALE = "wholesale", _("wholesale")
+        BLACKLIST = "blacklist", _("blacklist")
+
     key = models.CharField(_("identity key"), max_length=64, unique=True)
     strength = models.CharField(_("strength"), max_length=8, choices=Strength.choices)
     phone_hash = models.CharField(
@@ -73,6 +79,10 @@ class CustomerIdentity(models.Model):
         help_text=_("HMAC of prefix + suffix (138****1234): where full and masked phones meet."),
     )
     masked_phone = models.CharField(_("masked phone"), max_length=20)
+    level = models.CharField(
+        _("customer level"), max_length=12, choices=Level.choices, default=Level.NORMAL,
+        help_text=_("Approval policies may apply to some levels only."),
+    )
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:
@@ -166,6 +176,7 @@ class Order(FSMModelMixin, models.Model):
             ("add_order_note", _("Can add notes to orders")),
             ("post_scanner_event", _("Can post warehouse scanner events")),
             ("manage_devices", _("Can register warehouse scanner devices")),
+            ("override_approval", _("Can override the approval of orders (emergency, audited)")),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -502,3 +513,6 @@ class OrderNumberSequence(models.Model):
     def __str__(self):
         return f"{self.prefix}{self.day:%Y%m%d} #{self.last}"
 
+
+# Approvals and exception cases live in their own module; importing it here registers them.
+from .models_workflow import *  # noqa: E402, F403

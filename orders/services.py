@@ -30,6 +30,9 @@ CONDITION_REASONS = {
     "warehouse_may_work": "the order is not approved for the warehouse to work on",
 }
 
+# An order leaving for these states no longer waits for anyone's approval.
+APPROVAL_ENDS = (Status.CANCELLED, Status.REFUNDING, Status.REFUNDED)
+
 
 def lock_order(order_no: str, related=("warehouse", "channel"), only=None) -> Order:
     queryset = Order.objects.select_for_update(of=("self",)).select_related(*related)
@@ -54,9 +57,13 @@ def transition(
     summary: str = "",
     kind: str = EventKind.TRANSITION,
     payload: dict | None = None,
+    check_permission: bool = True,
     **kwargs,
 ) -> None:
-    """Run one FSM transition on a locked order, save it and write its OrderEvent."""
+    """Run one FSM transition on a locked order, save it and write its OrderEvent.
+
+    `check_permission=False` is for a caller that authorised the actor itself: an approver
+    decides an approval task by being its assignee, not by holding `orders.approve_order`."""
     method = getattr(order, name)
     fsm_transition = next(iter(method._django_fsm.transitions.values()))
     field = method._django_fsm.field.name
@@ -75,7 +82,7 @@ def transition(
             state={"status": order.status, "fulfilment": order.fulfilment},
             allowed=_allowed(order, field),
         )
-    if actor.user is not None and not has_transition_perm(method, actor.user):
+    if check_permission and actor.user is not None and not has_transition_perm(method, actor.user):
         raise Forbidden(f"{actor.label} may not {name.replace('_', ' ')} orders")
     at = at or timezone.now()
     method(at=at, **kwargs)
@@ -93,6 +100,10 @@ def transition(
         summary=summary or f"{before} → {getattr(order, field)}",
         payload=payload,
     )
+    if field == "status" and order.status in APPROVAL_ENDS:
+        from . import approvals
+
+        approvals.withdraw_pending(order, at)
 
 
 # --- creation -------------------------------------------------------------------------------
@@ -244,6 +255,7 @@ def _follow_channel_status(order: Order, data: dict, actor: Actor) -> None:
         transition(order, "mark_paid", actor, at=data.get("paid_at") or timezone.now())
         if wanted == Status.PAID:
             stock_flow.reserve_or_hold(order, actor)
+            _start_approval(order, actor)
     if wanted == Status.CANCELLED and can_proceed(order.cancel):
         transition(order, "cancel", actor, reason="cancelled on the channel")
         stock_flow.release(order, "cancelled on the channel")
@@ -276,12 +288,33 @@ def mark_paid(order: Order, actor: Actor, *, at: datetime, summary: str, payload
     transition(order, "mark_paid", actor, at=at, kind=EventKind.PAYMENT, summary=summary,
                payload=payload)
     stock_flow.reserve_or_hold(order, actor)
+    _start_approval(order, actor)
+
+
+def _start_approval(order: Order, actor: Actor) -> None:
+    """A paid order (or one the stock check just put on hold) enters the approval workflow."""
+    from . import approvals
+
+    approvals.start_approval(order, actor)
 
 
 @transaction.atomic
 def approve_order(order_no: str, actor: Actor, at: datetime | None = None) -> Order:
+    """Ops' approve action. Refused while an approval task waits: that decision belongs to
+    the task's approvers (or to an audited override)."""
+    from . import approvals
+
     order = lock_order(order_no)
-    transition(order, "approve", actor, at=at)
+    approvals.refuse_if_pending(order)
+    return approve_locked(order, actor, at=at)
+
+
+def approve_locked(order: Order, actor: Actor, *, at: datetime | None = None, summary: str = "",
+                   payload: dict | None = None, check_permission: bool = True) -> Order:
+    """On a locked order: paid → approved, then allocate it to the warehouse of its
+    reservation (reserving first if it holds none; out of stock puts it on hold)."""
+    transition(order, "approve", actor, at=at, summary=summary, payload=payload,
+               check_permission=check_permission)
     if not stock_flow.has_reservations(order) and not stock_flow.reserve_or_hold(order, SYSTEM):
         return order
     stock_flow.allocate(order, SYSTEM, at=at)
@@ -351,6 +384,8 @@ def hold_order(order_no: str, reason: str, actor: Actor, at: datetime | None = N
 
 @transaction.atomic
 def release_hold(order_no: str, actor: Actor, at: datetime | None = None) -> Order:
+    from . import approvals
+
     order = lock_order(order_no)
     transition(order, "release_hold", actor, at=at)
     if not stock_flow.has_reservations(order):
@@ -358,6 +393,7 @@ def release_hold(order_no: str, actor: Actor, at: datetime | None = None) -> Ord
             inventory_services.reserve_for_order(order, only_warehouse=order.warehouse_id)
         except inventory_services.OutOfStock as exc:
             raise Conflict(f"still cannot reserve stock: {exc.detail}", **exc.extra) from None
+    approvals.resume_after_release(order, actor, at=at)
     return order
 
 

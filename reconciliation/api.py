@@ -15,11 +15,11 @@ from .importing import StatementRejected, import_statement
 from .matching import run_reconciliation
 from .models import Discrepancy, FundVoucher, PaymentMatch, ReconciliationRun, Statement
 from .serializers import (
+    AcceptanceSerializer,
     DiscrepancySerializer,
     DiscrepancyUpdateSerializer,
-    NoteSerializer,
     PaymentMatchSerializer,
-    ReasonSerializer,
+    ReversalSerializer,
     RunRequestSerializer,
     RunSerializer,
     StatementSerializer,
@@ -77,20 +77,20 @@ class VoucherViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     lookup_field = "transaction_no"
     lookup_value_regex = "[^/]+"
 
-    @extend_schema(request=ReasonSerializer, responses={201: VoucherSerializer})
+    @extend_schema(request=ReversalSerializer, responses={201: VoucherSerializer})
     @action(detail=True, methods=["post"],
             permission_classes=[permission_required("reconciliation.reverse_fundvoucher")])
     def reverse(self, request, transaction_no=None):
-        body = ReasonSerializer(data=request.data)
+        body = ReversalSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         reversal = vouchers.reverse_voucher(transaction_no, body.validated_data["reason"], request.user)
         return Response(VoucherSerializer(reversal).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=NoteSerializer, responses={200: VoucherSerializer})
+    @extend_schema(request=AcceptanceSerializer, responses={200: VoucherSerializer})
     @action(detail=True, methods=["post"],
             permission_classes=[permission_required("reconciliation.change_fundvoucher")])
     def accept(self, request, transaction_no=None):
-        body = NoteSerializer(data=request.data)
+        body = AcceptanceSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         voucher = vouchers.accept_voucher(transaction_no, request.user, body.validated_data["note"])
         return Response(VoucherSerializer(voucher).data)

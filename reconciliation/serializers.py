@@ -38,11 +38,11 @@ class VoucherSerializer(serializers.ModelSerializer):
         return voucher.order.order_no if voucher.order_id else voucher.order_no
 
 
-class ReasonSerializer(serializers.Serializer):
+class ReversalSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=255)
 
 
-class NoteSerializer(serializers.Serializer):
+class AcceptanceSerializer(serializers.Serializer):
     note = serializers.CharField(max_length=2000)
 
 

@@ -5,17 +5,16 @@ event_id and the order-number upsert make retries and parallel ingestion safe. T
 commit for real (transaction=True) so that the threads see each other's work.
 """
 
-import threading
 import uuid
 from collections import Counter
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from inventory.models import Reservation, StockLevel
 from oms.errors import Conflict
+from oms.tests.threads import run_together
 from orders import services
 from orders.events import Actor
 from orders.models import Order, OrderEvent, ScannerEvent, Shipment, Status
@@ -40,32 +39,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 @pytest.fixture(autouse=True)
 def fast_password_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def run_together(calls, timeout: float = 60) -> list:
-    """Run each call in its own thread, released at once by a barrier.
-
-    Returns ("ok", value) or ("error", exception) per call, in order. Each thread closes its
-    own database connection when done."""
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-
-    def worker(index, call):
-        try:
-            barrier.wait(timeout=timeout)
-            results[index] = ("ok", call())
-        except Exception as exc:  # noqa: BLE001 - reported to the test
-            results[index] = ("error", exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i, call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout)
-    assert not any(thread.is_alive() for thread in threads), "a thread hung (deadlock?)"
-    return results
 
 
 def stock_of(order: Order) -> tuple[int, int]:

@@ -8,11 +8,11 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from oms.tests.threads import run_together
 from orders.models import OrderEvent, Status
 from orders.tests.factories import make_order
 from reconciliation.models import FundVoucher, PaymentCallback
 from reconciliation.providers import testing
-from tests.test_concurrency import run_together
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 SECRET = "concurrency-secret"

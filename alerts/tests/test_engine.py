@@ -39,7 +39,8 @@ def test_builtin_rules_exist_after_migrate():
     codes = set(AlertRule.objects.values_list("code", flat=True))
     assert {"paid-not-reviewed", "ship-no-outbound-4h", "ship-no-outbound-24h", "outbound-no-tracking-48h",
             "pending-payment-paid", "open-order-unchanged-24h", "stock-at-safety", "channel-pull-lag",
-            "cache-mismatch", "channel-api-drift", "reconciliation-difference"} <= codes
+            "cache-mismatch", "channel-api-drift", "reconciliation-difference", "approval-pending-8h",
+            "exception-case-overdue"} <= codes
 
 
 def test_paid_not_reviewed_fires_once_escalates_and_resolves_itself():
@@ -219,3 +220,27 @@ def test_check_alerts_command_and_pages(client, capsys):
     assert "paid-not-reviewed" in capsys.readouterr().out
     client.force_login(UserFactory(role="ops"))
     assert client.get("/ops/alerts/").status_code == 200
+
+
+def test_approval_pending_for_8h_and_not_as_unreviewed():
+    from orders.models import ApprovalLevel, ApprovalPolicy
+
+    policy = ApprovalPolicy.objects.create(name="big orders", min_amount=Decimal("0"))
+    ApprovalLevel.objects.create(policy=policy, position=1, approver_group="ops", due_hours=24)
+    order = make_order(status="paid")
+    assert order.approval_tasks.filter(status="pending").exists()
+    scan = check_alerts(later(8 * 60 + 1))
+    assert scan.rules["approval-pending-8h"].opened == 1
+    assert scan.rules["paid-not-reviewed"].opened == 0
+    assert active("approval-pending-8h").get().order == order
+
+
+def test_an_exception_case_past_its_sop_limit_alerts():
+    from orders.cases import open_case
+    from orders.events import SYSTEM
+
+    order = make_order(status="pending_payment")
+    case, _created = open_case(order, "payment_timeout", "unpaid for 31 min", actor=SYSTEM)
+    minutes = (case.due_at - timezone.now()).total_seconds() / 60
+    assert check_alerts(later(minutes - 1)).rules["exception-case-overdue"].opened == 0
+    assert check_alerts(later(minutes + 1)).rules["exception-case-overdue"].opened == 1
