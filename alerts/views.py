@@ -1,9 +1,12 @@
 """The in-app alert list for ops: what is open, acknowledge, resolve."""
 
+from datetime import timedelta
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -26,9 +29,23 @@ def alert_list(request):
         alerts = alerts.filter(rule__code=request.GET["rule"])
     page = Paginator(alerts, 50).get_page(request.GET.get("page"))
     return render(request, "alerts/list.html", {
+        "cases": _case_summary(),
         "page": page, "status": status, "statuses": AlertStatus.choices,
         "rules": AlertRule.objects.order_by("code"), "rule": request.GET.get("rule", ""),
     })
+
+
+def _case_summary() -> dict:
+    """Exception cases beside the alerts: what is open, what is late, the 72-hour closure rate
+    of the cases opened 30 to 3 days ago (younger ones may still close in time)."""
+    from orders import cases
+    from orders.models import ExceptionCase
+
+    now = timezone.now()
+    open_cases = ExceptionCase.objects.filter(status="open")
+    rate = cases.closure_rate_72h(now - timedelta(days=30), now - timedelta(hours=72))
+    return {"open": open_cases.count(), "overdue": open_cases.filter(due_at__lt=now).count(),
+            "rate": None if rate["rate"] is None else round(rate["rate"] * 100, 1), "opened": rate["opened"]}
 
 
 @login_required

@@ -12,9 +12,12 @@ call orders.approvals / orders.cases, answer.
 Choice fields are answered as plain strings (their values are listed in the field help).
 """
 
+from datetime import date, datetime, time, timedelta
+
 import django_filters
 from django.db.models import Q
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
@@ -22,6 +25,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from oms.api import ModelPermissions, permission_required
+from oms.errors import Invalid
 
 from . import approvals, cases, selectors
 from .models import (
@@ -201,6 +205,22 @@ class ExceptionCaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vie
 
     def get_serializer_context(self):
         return {**super().get_serializer_context(), "sop_overrides": cases.sop_overrides()}
+
+    @extend_schema(request=None, responses={200: dict}, parameters=[
+        OpenApiParameter("since", str, description="ISO date, default 30 days ago"),
+        OpenApiParameter("until", str, description="ISO date (exclusive), default today")])
+    @action(detail=False, methods=["get"], url_path="closure-rate")
+    def closure_rate(self, request):
+        """How many cases opened in the window were closed within 72 hours."""
+        today = timezone.localdate()
+        try:
+            since = date.fromisoformat(request.query_params.get("since") or str(today - timedelta(days=30)))
+            until = date.fromisoformat(request.query_params.get("until") or str(today))
+        except ValueError:
+            raise Invalid({"since": ["dates are YYYY-MM-DD"]}) from None
+        tz = timezone.get_current_timezone()
+        figures = cases.closure_rate_72h(datetime.combine(since, time.min, tz), datetime.combine(until, time.min, tz))
+        return Response({"since": since, "until": until, **figures})
 
     @extend_schema(request=CloseCaseSerializer, responses=ExceptionCaseSerializer)
     @action(detail=True, methods=["post"],

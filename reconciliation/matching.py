@@ -29,6 +29,7 @@ from .models import (
 
 # A callback later than this after the payment is reported as delayed.
 DELAYED_CALLBACK_SECONDS = 30 * 60
+SUGGEST_WINDOW = timedelta(minutes=15)
 TRANSACTION_KINDS = [k.value for k in DiscrepancyKind]
 SETTLEMENT_PROFILE = "channel_settlement"
 
@@ -206,6 +207,7 @@ def _reconcile(run: ReconciliationRun) -> None:
         cursor.execute(SETTLEMENT_PASS, params)
     _record_new_findings(run)
     _resolve_cleared(run)
+    _suggest_matches(run)
     _finish(run)
 
 
@@ -237,6 +239,42 @@ def _resolve_cleared(run: ReconciliationRun) -> None:
                          to_status=DiscrepancyStatus.RESOLVED,
                          note=f"no longer found by reconciliation run {run.pk}")
         for pk in ids
+    )
+
+
+def _suggest_matches(run: ReconciliationRun, limit: int = 10_000) -> None:
+    """A statement line without a voucher and a voucher without a line may be one payment under
+    two numbers: same amount, within 15 minutes, the same last four digits of the order number.
+    Suggested, never linked: finance confirms or rejects (pending confirmation)."""
+    lines = list(Discrepancy.objects.filter(
+        last_run=run, kind=DiscrepancyKind.MISSING_IN_SYSTEM, status=DiscrepancyStatus.OPEN,
+        suggested_voucher__isnull=True, statement_line__isnull=False,
+    ).select_related("statement_line")[:limit])
+    if not lines:
+        return
+    candidates: dict = {}
+    for found in Discrepancy.objects.filter(
+        last_run=run, kind=DiscrepancyKind.MISSING_IN_STATEMENT, voucher__isnull=False,
+    ).select_related("voucher")[:limit]:
+        candidates.setdefault(found.voucher.amount, []).append(found.voucher)
+    suggested = []
+    for found in lines:
+        line = found.statement_line
+        for voucher in candidates.get(line.amount, []):
+            close_in_time = abs(voucher.occurred_at - line.occurred_at) <= SUGGEST_WINDOW
+            fragment = line.order_ref[-4:]
+            if close_in_time and len(fragment) == 4 and voucher.order_no.endswith(fragment):
+                found.suggested_voucher = voucher
+                found.status = DiscrepancyStatus.PENDING_CONFIRMATION
+                suggested.append(found)
+                break
+    Discrepancy.objects.bulk_update(suggested, ["suggested_voucher", "status"])
+    DiscrepancyEvent.objects.bulk_create(
+        DiscrepancyEvent(discrepancy=found, from_status=DiscrepancyStatus.OPEN,
+                         to_status=DiscrepancyStatus.PENDING_CONFIRMATION,
+                         note=f"suggested match: voucher {found.suggested_voucher.transaction_no} "
+                              f"(same amount, order number ends {found.statement_line.order_ref[-4:]})")
+        for found in suggested
     )
 
 

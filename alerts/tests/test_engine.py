@@ -244,3 +244,29 @@ def test_an_exception_case_past_its_sop_limit_alerts():
     minutes = (case.due_at - timezone.now()).total_seconds() / 60
     assert check_alerts(later(minutes - 1)).rules["exception-case-overdue"].opened == 0
     assert check_alerts(later(minutes + 1)).rules["exception-case-overdue"].opened == 1
+
+
+def test_outbound_without_a_carrier_event_for_48h():
+    from channels.tracking import check_stale
+
+    order = advance(make_order(status="paid"), "outbound")
+    check_stale(timezone.now())  # adopts the shipment: a tracking row, no carrier event yet
+    assert check_alerts(later(47 * 60)).rules["outbound-no-tracking-48h"].opened == 0
+    assert check_alerts(later(48 * 60 + 1)).rules["outbound-no-tracking-48h"].opened == 1
+    assert active("outbound-no-tracking-48h").get().order == order
+
+
+def test_open_order_unchanged_for_24h():
+    order = advance(make_order(status="paid"), "approved")
+    assert check_alerts(later(23 * 60)).rules["open-order-unchanged-24h"].opened == 0
+    assert check_alerts(later(24 * 60 + 1)).rules["open-order-unchanged-24h"].opened == 1
+    assert active("open-order-unchanged-24h").get().order == order
+
+
+def test_availability_cache_mismatch_alerts_until_a_clean_check():
+    from inventory.models import CacheCheck
+
+    CacheCheck.objects.create(sampled=100, holes=3, wrong=2, repaired=5, mismatch_ratio=0.05, alerting=True)
+    assert check_alerts().rules["cache-mismatch"].opened == 1
+    CacheCheck.objects.create(sampled=100, holes=0, wrong=0, repaired=0, mismatch_ratio=0, alerting=False)
+    assert check_alerts().rules["cache-mismatch"].resolved == 1

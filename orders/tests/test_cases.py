@@ -232,6 +232,16 @@ def test_closure_rate_counts_cases_closed_within_72_hours_of_opening():
         {"opened": 0, "closed_within_72h": 0, "rate": None}
 
 
+def test_closure_rate_is_reported_by_the_api(client_for):
+    case, _ = cases.open_case(make_order(), "intake_held", "x", actor=SYSTEM)
+    cases.close_case(case.pk, UserFactory(role="ops"), "fixed the address")
+    ops = client_for("ops")
+    tomorrow = (timezone.localdate() + timedelta(days=1)).isoformat()
+    body = ops.get("/api/v1/exceptions/closure-rate/", {"until": tomorrow}).json()
+    assert (body["opened"], body["closed_within_72h"], body["rate"]) == (1, 1, 1.0)
+    assert ops.get("/api/v1/exceptions/closure-rate/", {"since": "soon"}).status_code == 400
+
+
 # --- API ------------------------------------------------------------------------------------
 
 

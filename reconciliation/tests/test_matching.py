@@ -118,3 +118,16 @@ def test_channel_settlement_is_matched_to_orders_by_the_channel_order_id():
     }
     assert exact.order_no not in {d.order_no for d in Discrepancy.objects.all()}
     assert {d.channel_code for d in Discrepancy.objects.all()} == {"DY-SHOP"}
+
+
+def test_a_line_and_a_voucher_under_two_numbers_are_suggested_as_one_payment():
+    order = unpaid("45.50")
+    pay(order.order_no, "45.50", transaction_no="TX-SYSTEM", at=DAY)
+    statement([("TX-BANK-SIDE", "45.50", "0", DAY + timedelta(minutes=4), "payment", f"X{order.order_no[-4:]}"),
+               ("TX-OTHER", "45.50", "0", DAY + timedelta(hours=2), "payment", f"X{order.order_no[-4:]}")])
+    run_reconciliation(D, D)
+    line = Discrepancy.objects.get(transaction_no="TX-BANK-SIDE")
+    assert line.status == DiscrepancyStatus.PENDING_CONFIRMATION
+    assert line.suggested_voucher.transaction_no == "TX-SYSTEM"
+    assert "suggested match" in line.history.last().note
+    assert Discrepancy.objects.get(transaction_no="TX-OTHER").suggested_voucher is None  # 2 h apart
