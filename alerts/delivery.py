@@ -75,3 +75,21 @@ def _message(notification: Notification) -> Message:
         url=f"{base}/ops/alerts/{alert.pk}/" if base else "",
         subject=alert.subject,
     )
+
+
+def notify_people(user_ids, *, title: str, text: str, severity: str = "warning", subject: str = "") -> int:
+    """Email the given users (those with an address) directly, e.g. the backup approver and the
+    superior of an overdue approval. A failure is logged, never raised: the caller's work is done."""
+    from django.contrib.auth import get_user_model
+
+    addresses = list(get_user_model().objects.filter(pk__in=[u for u in user_ids if u], is_active=True)
+                     .exclude(email="").values_list("email", flat=True))
+    if not addresses:
+        return 0
+    try:
+        send("email", ",".join(sorted(set(addresses))), Message(title=title, text=text, severity=severity,
+                                                                subject=subject))
+    except Exception:  # noqa: BLE001 - a notice that cannot be sent must not undo the transfer
+        logger.warning("could not email %s about %s", addresses, subject, exc_info=True)
+        return 0
+    return len(set(addresses))

@@ -19,10 +19,20 @@ def expire_unpaid_reservations() -> int:
 
 @shared_task(name="orders.transfer_overdue_approvals")
 def transfer_overdue_approvals() -> list[dict]:
-    """Every 5 minutes: approval tasks past due pass to the backup; superiors are listed."""
+    """Every 5 minutes: approval tasks past due pass to the backup; the backup and the
+    superior are told by email."""
+    from alerts.delivery import notify_people
+
+    notices = approvals.transfer_overdue()
+    for notice in notices:
+        what = "passed to you" if notice["action"] == "transferred" else "is overdue"
+        notify_people([notice["superior_id"], notice["backup_id"]],
+                      title=f"Approval of {notice['order_no']} {what}",
+                      text=f"The approval task of order {notice['order_no']} was due at {notice['due_at']:%Y-%m-%d %H:%M} "
+                           f"and is {notice['action']}.", subject=f"order:{notice['order_no']}")
     return [
         {key: value.isoformat() if isinstance(value, datetime) else value for key, value in notice.items()}
-        for notice in approvals.transfer_overdue()
+        for notice in notices
     ]
 
 

@@ -336,6 +336,22 @@ def test_an_overdue_task_without_backup_tells_the_superior_once():
     assert OrderEvent.objects.filter(order=order, kind=EventKind.ALERT).count() == 1
 
 
+def test_the_scheduled_transfer_emails_the_backup_and_the_superior(mailoutbox):
+    backup = UserFactory(username="backup-mail", email="backup@example.com")
+    superior = UserFactory(username="boss-mail", email="boss@example.com")
+    make_policy(levels=[{"approver_group": "ops", "backup_user": backup, "superior_user": superior,
+                         "due_hours": 1}])
+    order = order_of("3000.00")
+    ApprovalTask.objects.filter(pk=pending(order).pk).update(due_at=timezone.now() - timedelta(minutes=1))
+
+    notices = transfer_overdue_approvals.delay().get()
+
+    assert [n["action"] for n in notices] == ["transferred"]
+    [mail] = mailoutbox
+    assert sorted(mail.to) == ["backup@example.com", "boss@example.com"]
+    assert order.order_no in mail.subject
+
+
 # --- override -------------------------------------------------------------------------------
 
 
