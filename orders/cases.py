@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -206,7 +206,7 @@ def open_case(order: Order | None, kind: str, detail: str, *, actor: Actor, seve
             raise
         return ExceptionCase.objects.get(order=order, kind=kind, status=CaseStatus.OPEN), False
     if order is not None:
-        label = CaseKind(kind).label
+        label = _stored_label(kind)
         record_event(
             order, track=Track.SYSTEM, kind=EventKind.ALERT, actor=actor, at=now,
             summary=f"exception case #{case.pk} opened ({label}"
@@ -216,6 +216,13 @@ def open_case(order: Order | None, kind: str, detail: str, *, actor: Actor, seve
                      "due_at": case.due_at.isoformat()},
         )
     return case, True
+
+
+def _stored_label(kind: str) -> str:
+    """Timeline summaries are stored once, in English like every other event summary, whatever
+    language the request that wrote them happened to use."""
+    with translation.override("en"):
+        return str(CaseKind(kind).label)
 
 
 @transaction.atomic
@@ -242,7 +249,7 @@ def close_case(case_id: int, user, root_cause: str) -> ExceptionCase:
     case.save(update_fields=["status", "closed_at", "closed_by", "root_cause"])
     if order is not None:
         record_event(order, track=Track.SYSTEM, kind=EventKind.NOTE, actor=Actor.for_user(user), at=now,
-                     summary=f"exception case #{case.pk} ({CaseKind(case.kind).label}) closed: {root_cause}",
+                     summary=f"exception case #{case.pk} ({_stored_label(case.kind)}) closed: {root_cause}",
                      payload={"exception_case": case.pk, "root_cause": root_cause})
     return case
 

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from channels.models import Channel
 from orders.models import Order, Status
@@ -39,6 +40,10 @@ class ChannelMonth:
     @property
     def difference(self) -> Decimal:
         return self.paid - self.receivable
+
+    @property
+    def status_label(self) -> str:
+        return STATUS_LABELS.get(self.status, self.status)
 
     @property
     def collection_rate(self) -> Decimal | None:
@@ -88,10 +93,19 @@ def monthly_by_channel(month: date) -> list[ChannelMonth]:
         source = "settlement" if code in settled else "vouchers"
         paid = settled.get(code) if code in settled else by_vouchers.get(code, ZERO)
         found = discrepancies.get(code, {"unsettled": 0, "appealing": 0})
-        row = ChannelMonth(code, channel.name, receivable.get(code) or ZERO, paid or ZERO, source,
+        row = ChannelMonth(code, channel.name, _money(receivable.get(code)), _money(paid), source,
                            found["unsettled"])
         rows.append(ChannelMonth(**{**row.__dict__, "status": _status(row, found)}))
     return rows
+
+
+def _money(value) -> Decimal:
+    # SQLite sums decimals without their scale; two places everywhere.
+    return (value or ZERO).quantize(Decimal("0.01"))
+
+
+STATUS_LABELS = {"appealing": _("appealing"), "open": _("open"), "balanced": _("balanced"),
+                 "explained": _("explained")}
 
 
 def _status(row: ChannelMonth, found: dict) -> str:
@@ -144,7 +158,7 @@ def daily_differences(days: int = 30) -> list[tuple[date, Decimal, int]]:
     """(business day, net difference, findings) of the last `days` days, oldest first."""
     since = timezone.localdate() - timedelta(days=days - 1)
     totals = {
-        row["business_date"]: (row["net"], row["n"])
+        row["business_date"]: (_money(row["net"]), row["n"])
         for row in Discrepancy.objects.filter(business_date__gte=since)
         .values("business_date").annotate(net=Sum("difference"), n=Count("id"))
     }
@@ -154,7 +168,7 @@ def daily_differences(days: int = 30) -> list[tuple[date, Decimal, int]]:
 
 def open_by_kind() -> list[tuple[str, int, Decimal]]:
     return [
-        (row["kind"], row["n"], row["net"])
+        (row["kind"], row["n"], _money(row["net"]))
         for row in Discrepancy.objects.filter(status__in=UNSETTLED_STATUSES)
         .values("kind").annotate(n=Count("id"), net=Sum("difference")).order_by("-n")
     ]

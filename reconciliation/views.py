@@ -77,7 +77,8 @@ def start_run(request):
         return redirect("finance:dashboard")
     run = run_reconciliation(day, day, ReconciliationRun.Trigger.MANUAL, request.user)
     messages.success(request, _("Run %(id)s for %(day)s: %(counts)s") % {
-        "id": run.pk, "day": day, "counts": ", ".join(f"{k} {n}" for k, n in run.counts.items() if n) or _("no differences")})
+        "id": run.pk, "day": day, "counts": ", ".join(f"{DiscrepancyKind(k).label} {n}" for k, n in run.counts.items() if n)
+        or _("no differences")})
     return redirect("finance:dashboard")
 
 
@@ -158,8 +159,13 @@ def discrepancy_detail(request, pk):
                 messages.error(request, "; ".join(f"{f}: {', '.join(r)}" for f, r in exc.fields.items())
                                if hasattr(exc, "fields") else exc.detail)
         return redirect("finance:discrepancy", pk=pk)
+    labels = dict(DiscrepancyStatus.choices)
+    history = list(discrepancy.history.select_related("user"))
+    for entry in history:
+        entry.from_label = labels.get(entry.from_status, entry.from_status)
+        entry.to_label = labels.get(entry.to_status, entry.to_status)
     return render(request, "finance/discrepancy.html", {
-        "d": discrepancy, "history": discrepancy.history.select_related("user"),
+        "d": discrepancy, "history": history,
         "statuses": DiscrepancyStatus.choices,
     })
 

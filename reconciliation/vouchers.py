@@ -34,7 +34,7 @@ DELAYED_CALLBACK = timedelta(minutes=30)
 def received_amount(order: Order) -> Decimal:
     """Money received for the order, derived from its vouchers (never stored)."""
     total = order.vouchers.filter(status__in=COUNTED_STATUSES).aggregate(total=Sum("amount"))["total"]
-    return total or Decimal("0.00")
+    return (total or Decimal("0")).quantize(Decimal("0.01"))  # SQLite sums drop the scale
 
 
 def log_callback(provider: str, body: bytes, outcome: str, transaction_no: str = "", detail: str = ""):

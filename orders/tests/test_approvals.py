@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from django.db import transaction
 from django.test import Client
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from oms.errors import Conflict, Forbidden, Invalid, NotFound
 from oms.tests.factories import DEFAULT_PASSWORD, UserFactory
@@ -28,6 +28,14 @@ from orders.tasks import transfer_overdue_approvals
 from orders.tests.factories import SKUFactory, WarehouseFactory, make_order, stock_order
 
 pytestmark = pytest.mark.django_db
+
+@pytest.fixture(autouse=True)
+def in_english(settings):
+    """These tests read the SOP and admin texts in English; the default language is zh-hans."""
+    settings.LANGUAGE_CODE = "en"
+    with translation.override("en"):
+        yield
+
 
 
 def make_policy(name="big orders", min_amount="1000.00", levels=({"approver_group": "ops"},), **fields):

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 from django.test import Client
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from channels.intake import ingest_raw
 from channels.models import Channel
@@ -29,6 +29,14 @@ from orders.tasks import detect_exception_cases
 from orders.tests.factories import SKUFactory, WarehouseFactory, make_order
 
 pytestmark = pytest.mark.django_db
+
+@pytest.fixture(autouse=True)
+def in_english(settings):
+    """These tests read the SOP and admin texts in English; the default language is zh-hans."""
+    settings.LANGUAGE_CODE = "en"
+    with translation.override("en"):
+        yield
+
 
 NOTHING = {"placeholder_address": 0, "intake_held": 0, "amount_mismatch": 0, "stock_shortage": 0,
            "payment_timeout": 0}
