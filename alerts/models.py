@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class Severity(models.TextChoices):
@@ -127,7 +128,7 @@ class Notification(models.Model):
 
     class State(models.TextChoices):
         PENDING = "pending", _("pending")
-        SENT = "sent", _("sent")
+        SENT = "sent", pgettext_lazy("notification", "sent")
         FAILED = "failed", _("failed")
         SUPPRESSED = "suppressed", _("suppressed (rate limit)")
 

@@ -10,6 +10,7 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from .carriers import TrackingState
 
@@ -24,7 +25,7 @@ class TrackingStatus(models.TextChoices):
     SIGNED = "signed", _("signed for")
     PROBLEM = "problem", _("problem")
     RETURNED = "returned", _("returned")
-    REJECTED = "rejected", _("rejected")
+    REJECTED = "rejected", pgettext_lazy("parcel", "rejected")
 
 
 # Still on its way to the receiver: polled, and expected to keep moving.

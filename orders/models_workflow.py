@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from .models import CustomerIdentity, Order, money_field
 
@@ -126,7 +127,7 @@ class ApprovalLevel(models.Model):
 class ApprovalStatus(models.TextChoices):
     PENDING = "pending", _("pending")
     APPROVED = "approved", _("approved")
-    REJECTED = "rejected", _("rejected")
+    REJECTED = "rejected", pgettext_lazy("approval", "rejected")
     TRANSFERRED = "transferred", _("transferred to the backup")
     OVERRIDDEN = "overridden", _("overridden")
     WITHDRAWN = "withdrawn", _("withdrawn (order cancelled or refunded)")
