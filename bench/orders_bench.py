@@ -50,11 +50,18 @@ def master_data():
 def copy_orders(channel, warehouse, rows):
     from django.db import connection
 
-    with connection.cursor() as cursor, cursor.cursor.copy(
-        f"COPY orders_order ({ORDER_COLUMNS}) FROM STDIN"
-    ) as copy:
+    from orders.models import Order
+
+    # Columns added to the model since this list was written get their model default (the
+    # database column is NOT NULL without a default of its own).
+    listed = {name.strip() for name in ORDER_COLUMNS.split(",")}
+    added = [f for f in Order._meta.concrete_fields
+             if f.column not in listed and not f.primary_key and f.has_default()]
+    defaults = tuple(json.dumps(d) if isinstance(d := f.get_default(), dict | list) else d for f in added)
+    columns = ", ".join([ORDER_COLUMNS, *(f.column for f in added)])
+    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY orders_order ({columns}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row(row)
+            copy.write_row(row + defaults)
 
 
 def order_row(order_no, external_id, channel, warehouse, status, fulfilment, placed):

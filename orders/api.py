@@ -26,6 +26,7 @@ from .serializers import (
     RouteSerializer,
     ScannerEventSerializer,
     TimelineSerializer,
+    validate_scanner_event,
 )
 
 
@@ -138,9 +139,7 @@ class ScannerEventView(APIView):
     @extend_schema(request=ScannerEventSerializer, responses={201: None, 200: None, 409: None})
     def post(self, request):
         device = request.user.warehouse_device
-        serializer = ScannerEventSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        reply = apply_scanner_event(device, serializer.validated_data)
+        reply = apply_scanner_event(device, validate_scanner_event(request.data))
         return Response(reply.body, status=reply.status_code)
 
 
