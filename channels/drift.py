@@ -21,7 +21,9 @@ alert is about (one per channel and change set); while a drift is open (unacknow
 same (kind, path, type) is not reported again. Acknowledging a `new` or `retyped` drift makes
 the field known; acknowledging a `vanished` one closes it until the field shows up again.
 
-Cost per payload: the flattening, plus no query at all in the steady state. The known set is
+Cost per payload: the flattening, plus no query at all in the steady state. Intake observes a
+page of payloads at once (`observe_page`): the same outcome as observing them one by one, with
+the checks against the known set and the database work done once for the page. The known set is
 cached per channel in this process for CACHE_SECONDS; last_seen/seen_count are written at most
 once every LAST_SEEN_EVERY per field (so seen_count is approximate, and may lose the counts of
 a process that exits). Every write happens in a savepoint: a failure here never poisons the
@@ -74,7 +76,16 @@ NUMBERS = frozenset({SchemaValueType.INT.value, SchemaValueType.FLOAT.value})
 
 # --- flattening --------------------------------------------------------------------------
 
+# What JSON parsing produces, by exact type (flatten calls value_type for every value it visits).
+_TYPE_OF = {type(None): NULL, str: SchemaValueType.STR.value, int: SchemaValueType.INT.value,
+            float: SchemaValueType.FLOAT.value, bool: SchemaValueType.BOOL.value,
+            dict: SchemaValueType.OBJECT.value, list: SchemaValueType.ARRAY.value}
+
+
 def value_type(value) -> str:
+    kind = _TYPE_OF.get(type(value))
+    if kind is not None:
+        return kind
     if value is None:
         return NULL
     if isinstance(value, bool):
@@ -243,26 +254,30 @@ def observe_safely(channel: Channel, raw, payload: RawPayload | None = None) -> 
         logger.exception("schema drift detection failed for channel %s (intake goes on)", channel.code)
 
 
-def observe(channel: Channel, raw, payload: RawPayload | None = None) -> list[SchemaDrift]:
-    """Learn the fields of one raw order of `channel`, and record the drifts it reveals."""
+class _LazyAtomic(ExitStack):
+    """A transaction opened by the first call, not before: most observations touch no row."""
+
+    def __call__(self):
+        if not getattr(self, "_entered", False):
+            self.enter_context(transaction.atomic())
+            self._entered = True
+
+
+def observe(channel: Channel, raw, payload: RawPayload | None = None, archived_after: int = 0) -> list[SchemaDrift]:
+    """Learn the fields of one raw order of `channel`, and record the drifts it reveals.
+    `archived_after`: how many payloads of the channel archived after this one are not
+    observed yet (the rest of its page)."""
     if not isinstance(raw, dict | list):
         return []
     pairs, truncated = flatten(raw)
     seen_at = payload.received_at if payload is not None else timezone.now()
-    with ExitStack() as stack:
-        entered = []
-
-        def db():
-            if not entered:
-                stack.enter_context(transaction.atomic())
-                entered.append(True)
-
+    with _LazyAtomic() as db:
         state = _STATES.get(channel.pk)
         if state is None or time.monotonic() - state.loaded_at > CACHE_SECONDS:
             db()
             state = _STATES[channel.pk] = _load(channel, state)
         state.observed += 1
-        learning = _learning(channel, state, seen_at, db)
+        learning = _learning(channel, state, seen_at, db, archived_after)
         fresh = [pair for pair in pairs if pair not in state.fields]
         if fresh:
             db()
@@ -284,13 +299,126 @@ def observe(channel: Channel, raw, payload: RawPayload | None = None) -> list[Sc
         return _raise(channel, state, changes, raw, payload, truncated)
 
 
-def _learning(channel: Channel, state: _State, seen_at: datetime, db) -> bool:
+def observe_page_safely(channel: Channel, raws: list, payloads: list[RawPayload]) -> None:
+    """`observe_page`, for intake: whatever goes wrong here is logged, never raised."""
+    try:
+        observe_page(channel, raws, payloads)
+    except Exception:
+        logger.exception("schema drift detection failed for channel %s (intake goes on)", channel.code)
+
+
+def observe_page(channel: Channel, raws: list, payloads: list[RawPayload]) -> list[SchemaDrift]:
+    """`observe` for the payloads of one page (raws[i] archived as payloads[i]), in order.
+
+    The outcome is that of observing them one by one; the checks against the known set run
+    once on the union of the page's (path, type) pairs, and only when that union holds
+    something new does each payload get looked at on its own (so each drift still names the
+    payload that revealed it, and shares its change set with that payload's other changes).
+    The vanished check runs once a page at most (a page of 100 spans two of its periods).
+    While the channel is still learning its schema, payloads are observed one by one."""
+    drifts: list[SchemaDrift] = []
+    index = 0
+    while index < len(raws):  # until the learning phase is known to be over
+        state = _STATES.get(channel.pk)
+        if state is not None and state.learning_done and len(raws) - index > 1:
+            break
+        drifts += observe(channel, raws[index], payloads[index], archived_after=len(raws) - 1 - index)
+        index += 1
+    items = [(raw, payload, *flatten(raw)) for raw, payload in zip(raws[index:], payloads[index:], strict=True)
+             if isinstance(raw, dict | list)]
+    if items:
+        drifts += _observe_many(channel, items)
+    return drifts
+
+
+def _observe_many(channel: Channel, items: list[tuple]) -> list[SchemaDrift]:
+    """`observe_page` past the learning phase; items are (raw, payload, pairs, truncated)."""
+    with _LazyAtomic() as db:
+        state = _STATES.get(channel.pk)
+        if state is None or time.monotonic() - state.loaded_at > CACHE_SECONDS:
+            db()
+            state = _STATES[channel.pk] = _load(channel, state)
+        if not state.learning_done:  # a reload elsewhere lost the flag: one by one
+            db.close()
+            return [d for raw, payload, *_ in items for d in observe(channel, raw, payload)]
+        first: dict[tuple[str, str], int] = {}  # pair → index of the first item that has it
+        seen: dict[tuple[str, str], list] = {}  # pair → [times seen, latest seen_at]
+        checks = set()  # items at which the vanished check falls due
+        for position, (_raw, payload, pairs, _truncated) in enumerate(items):
+            state.observed += 1
+            if state.observed % VANISHED_CHECK_EVERY == 0:
+                checks.add(position)
+            for pair in pairs:
+                entry = seen.get(pair)
+                if entry is None:
+                    first[pair] = position
+                    seen[pair] = [1, payload.received_at]
+                else:
+                    entry[0] += 1
+                    entry[1] = max(entry[1], payload.received_at)
+        fresh = [pair for pair in first if pair not in state.fields]
+        if fresh:
+            db()
+            groups = defaultdict(list)
+            for pair in fresh:
+                groups[first[pair]].append(pair)
+            for position in sorted(groups):  # as the payload that revealed them would have
+                _record(channel, state, groups[position], items[position][1].received_at, False)
+            for pair in fresh:  # the revealing payload's sighting is the field's first_seen
+                seen[pair][0] -= 1
+        _touch_counts(state, seen, db)
+        if len(checks) > 1:  # the vanished check runs once a page at most: at the latest due
+            checks = {max(checks)}
+        changed = bool(_changes(state, first))
+        if changed:  # the cache may be stale (acknowledged elsewhere): decide on fresh data
+            db()
+            state = _STATES[channel.pk] = _load(channel, state)
+        drifts = []
+        for position, (raw, payload, pairs, truncated) in enumerate(items):
+            if not changed and position not in checks:
+                continue
+            changes = _changes(state, pairs) if changed else []
+            if position in checks:
+                db()
+                changes += _vanished(channel, state)
+            if changes:
+                db()
+                drifts += _raise(channel, state, changes, raw, payload, truncated)
+        return drifts
+
+
+def _touch_counts(state: _State, seen: dict, db) -> None:
+    """`_touch` for a page: each field seen `count` times, latest at `seen_at`."""
+    due: dict[tuple[int, datetime], list] = defaultdict(list)
+    for pair, (count, seen_at) in seen.items():
+        f = state.fields.get(pair)
+        if f is None or count <= 0:
+            continue
+        f.pending += count
+        f.last_seen = max(f.last_seen, seen_at)
+        if seen_at - f.written >= LAST_SEEN_EVERY:
+            due[(f.pending, seen_at)].append(pair)
+    if not due:
+        return
+    db()
+    for (count, seen_at), due_pairs in due.items():
+        SchemaField.objects.filter(pk__in=[state.fields[p].pk for p in due_pairs]).update(
+            last_seen=Greatest(F("last_seen"), Value(seen_at)), seen_count=F("seen_count") + count)
+        for pair in due_pairs:
+            f = state.fields[pair]
+            f.pending, f.written = 0, max(f.written, seen_at)
+
+
+def _learning(channel: Channel, state: _State, seen_at: datetime, db, archived_after: int = 0) -> bool:
     if state.learning_done:
         return False
     limit = getattr(settings, "OMS_SCHEMA_LEARNING_PAYLOADS", LEARNING_PAYLOADS)
     start = state.learning_start or seen_at
     db()
-    count = RawPayload.objects.filter(channel=channel, received_at__gte=start)[:limit + 1].count()
+    # Up to this payload: a page archives its payloads before they are observed, and those
+    # after this one are not counted (a filter on them would not stop at the LIMIT).
+    count = RawPayload.objects.filter(channel=channel, received_at__gte=start)[
+        :limit + 1 + archived_after].count() - archived_after
     if count > limit:
         state.learning_done = True
         return False

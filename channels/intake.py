@@ -1,11 +1,35 @@
-"""Intake of one raw channel order: archive it, normalise it with the channel's adapter, apply
-the channel's cleansing rules, validate it, then create or update the unified order.
+"""Intake of raw channel orders: archive them, normalise them with the channel's adapter, apply
+the channel's cleansing rules, validate them, then create or update the unified orders.
 
 Nothing is dropped: the raw body is archived first (even when it is not JSON); an order that
 fails validation is still created and put on hold with its reasons when it can be (bad
 address, amounts that do not add up), and a payload whose lines cannot be mapped to our SKUs
 stays archived as "held" with its reasons until a mapping exists and it is replayed.
+
+Intake works a page at a time (`ingest_page`: what a pull fetched in one go; a webhook is a
+page of one):
+
+1. every payload of the page is archived in one bulk insert (a COPY on PostgreSQL), in the
+   order received;
+2. the drift detector observes every payload's key set, its database work once per page;
+3. a payload identical to the raw last applied to its order ("unchanged", the pulls' overlap
+   and re-sent pages) is recognised by digest alone and archived as such in step 1: one query
+   for the whole page finds those orders, nothing is normalised or validated again;
+4. every other payload is normalised, cleansed, SKU-mapped and validated (rules and SKUs
+   loaded once per page), then applied by `orders.services.create_order` in its own
+   transaction, together with its archive row's outcome.
+
+"The raw last applied" is `Order.source_raw_sha256`, written by `create_order` in the
+transaction that applies a payload: the sha256 of the raw's canonical JSON text, folded with
+the channel's active cleansing rules when it has any, so a fixed rule makes the same raw go
+through normalisation again. (Adapter code changes and SKU mappings are not folded in: an
+already applied raw is re-read under new code or mappings by a replay.) A raw is remembered
+only when reading it again would change nothing and report nothing: one whose order has
+problems to list (its outcome repeats them) or that made a first-seen order paid from a
+no-news status (next time the order is known) is read in full each time, as before.
 """
+
+from __future__ import annotations
 
 import hashlib
 import json
@@ -13,13 +37,13 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from inventory.models import SKU
 from orders import services as order_services
 from orders.events import Actor, EventKind, Track, record_event
-from orders.models import Status
+from orders.models import Order, Status
 
 from . import drift
 from .adapters import ADAPTERS
@@ -43,6 +67,11 @@ def digest(body: bytes | str) -> str:
     return hashlib.sha256(body if isinstance(body, bytes) else body.encode()).hexdigest()
 
 
+def canonical(raw) -> str:
+    """The canonical JSON text of a raw order: what a pull archives, and what its digest is of."""
+    return json.dumps(raw, ensure_ascii=False, sort_keys=True)
+
+
 def archive(channel: Channel, body: bytes | str, source: str, external_id: str = "", sync_run=None) -> RawPayload:
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
     return RawPayload.objects.create(
@@ -51,51 +80,239 @@ def archive(channel: Channel, body: bytes | str, source: str, external_id: str =
     )
 
 
+class Page:
+    """What the payloads of one page share, loaded once: the channel's adapter, its active
+    cleansing rules and our SKUs by the codes the channel uses."""
+
+    def __init__(self, channel: Channel):
+        self.channel = channel
+        self.adapter = ADAPTERS[channel.kind](channel)
+        self.rules = list(channel.cleansing_rules.filter(active=True))
+        self.rules_fingerprint = json.dumps([[r.action, r.field, r.argument] for r in self.rules],
+                                            ensure_ascii=False) if self.rules else ""
+        self._skus: dict[str, SKU | None] = {}  # channel code → our SKU (None: unknown)
+        self.known_orders: set[str] = set()  # external ids of orders known to exist
+
+    def applied_key(self, canonical_text: str) -> str:
+        """What Order.source_raw_sha256 holds once this raw is applied under these rules."""
+        if not self.rules_fingerprint:
+            return digest(canonical_text)
+        return digest(f"{self.rules_fingerprint}\n{canonical_text}")
+
+    def external_id(self, raw) -> str:
+        try:
+            return str(self.adapter.external_id(raw))
+        except (KeyError, TypeError, AttributeError, NormaliseError):
+            return ""
+
+    def cleansed_id(self, external_id: str) -> str:
+        """The order id the cleansing rules make of a raw id (a rule on external_order_id)."""
+        if not external_id or not self.rules:
+            return external_id
+        return str(apply_rules({"external_order_id": external_id}, self.rules).get("external_order_id", ""))
+
+    def load_skus(self, codes) -> None:
+        """Our SKU for each channel code not looked up yet: by code, else barcode, else the
+        channel's mapping (three queries at most for the whole page)."""
+        missing = {str(code) for code in codes} - self._skus.keys()
+        if not missing:
+            return
+        found = {sku.code: sku for sku in SKU.objects.filter(code__in=missing)}
+        rest = missing - found.keys()
+        if rest:
+            found.update((sku.barcode, sku) for sku in SKU.objects.filter(barcode__in=rest))
+            rest -= found.keys()
+        if rest:
+            found.update((m.external_code, m.sku) for m in ChannelSkuMapping.objects.filter(
+                channel=self.channel, external_code__in=rest).select_related("sku"))
+        for code in missing:
+            self._skus[code] = found.get(code)
+
+    def sku(self, code) -> SKU | None:
+        code = str(code)
+        if code not in self._skus:
+            self.load_skus([code])
+        return self._skus[code]
+
+
+@dataclass
+class _Incoming:
+    raw: object
+    text: str  # as archived
+    external_id: str
+    key: str  # Page.applied_key of the raw
+    known: tuple[int, str, str] | None = None  # (pk, order_no, external id) when unchanged
+
+
 def ingest_raw(channel: Channel, raw: dict, source: str, sync_run=None, body: str | None = None) -> IngestResult:
-    """Archive, then process. `body` is the exact text received (webhook), else raw dumped."""
-    adapter = ADAPTERS[channel.kind](channel)
-    try:
-        external_id = adapter.external_id(raw)
-    except (KeyError, TypeError, NormaliseError):
-        external_id = ""
-    text = body if body is not None else json.dumps(raw, ensure_ascii=False, sort_keys=True)
-    payload = archive(channel, text, source, str(external_id), sync_run)
-    drift.observe_safely(channel, raw, payload)  # schema drift: logs its own failures, never raises
-    return process(payload, raw)
+    """One raw order (a webhook): a page of one. `body` is the exact text received, else the
+    raw's canonical JSON text is archived."""
+    return ingest_page(channel, [raw], source, sync_run, bodies=None if body is None else [body])[0]
+
+
+def ingest_page(channel: Channel, raws: list, source: str, sync_run=None,
+                bodies: list[str] | None = None) -> list[IngestResult]:
+    """Archive, observe and apply one page of raw orders; one IngestResult per raw, in order.
+
+    Each order is applied in its own transaction (with its payload's outcome); the archive
+    rows are committed first, so a payload whose processing fails stays archived as pending.
+    Call it outside a transaction: inside one, a failure rolls the whole page back."""
+    if not raws:
+        return []
+    page = Page(channel)
+    incoming = []
+    for index, raw in enumerate(raws):
+        text = canonical(raw)
+        body = text if bodies is None or bodies[index] is None else bodies[index]
+        incoming.append(_Incoming(raw, body, page.external_id(raw), page.applied_key(text)))
+    _find_unchanged(page, incoming)
+
+    rows = []
+    for item in incoming:  # received_at: each its own (the default), in the order received
+        # Without rules, the key of a raw archived as its canonical text is that text's digest.
+        sha256 = item.key if bodies is None and not page.rules_fingerprint else digest(item.text)
+        row = RawPayload(channel=channel, source=source, body=item.text, sha256=sha256,
+                         external_order_id=item.external_id[:100], sync_run=sync_run)
+        if item.known:
+            row.outcome, row.order_id, row.processed_at = RawPayload.Outcome.UNCHANGED, item.known[0], row.received_at
+            row.external_order_id = item.known[2][:100]
+        rows.append(row)
+    payloads = insert_payloads(rows)
+    drift.observe_page_safely(channel, raws, payloads)  # logs its own failures, never raises
+
+    results: list[IngestResult | None] = [
+        IngestResult(RawPayload.Outcome.UNCHANGED, item.known[1], payload.pk) if item.known else None
+        for item, payload in zip(incoming, payloads, strict=True)
+    ]
+    # The others: normalised first (pure Python), so the page's SKUs load in one go.
+    prepared = []
+    for index, (item, payload) in enumerate(zip(incoming, payloads, strict=True)):
+        if results[index] is None:
+            try:
+                prepared.append((index, payload, item, _normalised(page, item.raw)))
+            except Exception as exc:  # noqa: BLE001 - raised in its turn, below
+                prepared.append((index, payload, item, exc))
+    page.load_skus(str(line.get("sku", "")) for *_, data in prepared if isinstance(data, dict)
+                   for line in data.get("lines") or [] if isinstance(line, dict))
+    for index, payload, item, data in prepared:
+        if isinstance(data, Exception):
+            raise data  # an adapter bug: the payloads before it are done, the rest stay pending
+        with transaction.atomic():
+            results[index] = _apply(page, payload, data, item.key)
+    return results
+
+
+def insert_payloads(rows: list[RawPayload]) -> list[RawPayload]:
+    """Insert new RawPayload rows in one statement; they come back saved, with their ids.
+
+    On PostgreSQL with psycopg 3 this is a COPY (ids drawn from the table's identity first):
+    bodies are JSON full of quotes, and bulk_create's UNNEST arrays escape every one of them
+    in Python, which made the insert most of the cost of an unchanged page."""
+    if connection.vendor != "postgresql" or len(rows) < 2:
+        return RawPayload.objects.bulk_create(rows)
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    if not is_psycopg3:
+        return RawPayload.objects.bulk_create(rows)
+    meta = RawPayload._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    table = connection.ops.quote_name(meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in [meta.pk, *fields])
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                       [meta.db_table, meta.pk.column, len(rows)])
+        ids = [pk for (pk,) in cursor.fetchall()]
+        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as stream:  # noqa: S608 - our names
+            for pk, row in zip(ids, rows, strict=True):
+                stream.write_row([pk, *(f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields)])
+    for pk, row in zip(ids, rows, strict=True):
+        row.pk = pk
+        row._state.adding, row._state.db = False, connection.alias
+    return rows
+
+
+def _find_unchanged(page: Page, incoming: list[_Incoming]) -> None:
+    """Mark the raws identical to the raw last applied to their order: one query per page.
+
+    A raw is unchanged only when no earlier raw of the page for the same order goes through
+    the full path: that one may change the order, and the raws after it are judged after it."""
+    ids = {item.external_id for item in incoming if item.external_id}
+    ids |= {page.cleansed_id(external_id) for external_id in ids}
+    ids.discard("")
+    if not ids:
+        return
+    applied = {}
+    for pk, order_no, external_id, key in Order.objects.filter(
+            channel=page.channel, external_order_id__in=ids).values_list(
+            "pk", "order_no", "external_order_id", "source_raw_sha256"):
+        page.known_orders.add(external_id)
+        if key:
+            applied[key] = (pk, order_no, external_id)
+    busy: set[str] = set()  # ids of orders an earlier raw of this page goes on to change
+    for item in incoming:
+        candidates = {item.external_id, page.cleansed_id(item.external_id)} - {""}
+        known = applied.get(item.key)
+        if known is not None and known[2] in candidates and not candidates & busy:
+            item.known = known
+        else:
+            busy |= candidates
 
 
 def process(payload: RawPayload, raw: dict | None = None) -> IngestResult:
-    """Normalise, cleanse, validate and upsert one archived payload (also used by replay)."""
-    channel = payload.channel
+    """Normalise, cleanse, validate and upsert one archived payload (replay uses it)."""
+    page = Page(payload.channel)
     if raw is None:
         raw = json.loads(payload.body)
-    adapter = ADAPTERS[channel.kind](channel)
+    data = _normalised(page, raw)
+    return _apply(page, payload, data, page.applied_key(canonical(raw)))
+
+
+def _normalised(page: Page, raw) -> dict | list[str]:
+    """The cleansed order input of a raw order, or the reasons it cannot be read at all."""
     try:
-        data = apply_rules(adapter.normalise(raw), channel.cleansing_rules.filter(active=True))
+        return apply_rules(page.adapter.normalise(raw), page.rules)
     except NormaliseError as exc:
-        return _finish(payload, RawPayload.Outcome.INVALID, [f"{exc.field}: {exc.reason}"])
+        return [f"{exc.field}: {exc.reason}"]
+
+
+def _apply(page: Page, payload: RawPayload, data: dict | list[str], key: str) -> IngestResult:
+    """Validate one normalised payload and create or update its order (inside a transaction)."""
+    channel = page.channel
+    if isinstance(data, list):
+        return _finish(payload, RawPayload.Outcome.INVALID, data)
     payload.external_order_id = str(data.get("external_order_id", ""))[:100]
+    first_seen_without_status = False
     if data.get("status") is None:
         # The platform's status carries no news (e.g. shipped there): keep ours; an order
         # first seen in that state had been paid.
-        known = channel.orders.filter(external_order_id=payload.external_order_id).exists()
+        known = payload.external_order_id in page.known_orders or \
+            channel.orders.filter(external_order_id=payload.external_order_id).exists()
         data["status"] = None if known else "paid"
-    unmapped = map_skus(channel, data)
+        first_seen_without_status = not known
+    unmapped = map_skus(channel, data, page)
     if unmapped:
         return _finish(payload, RawPayload.Outcome.HELD,
                        [f"lines[].sku: {code} is not a known SKU (code, barcode or channel mapping)"
                         for code in unmapped])
     from orders.serializers import ChannelOrderSerializer
 
-    serializer = ChannelOrderSerializer(data=data)
+    skus = {sku.code: sku for line in data.get("lines") or [] if isinstance(line, dict)
+            for sku in [page.sku(line.get("sku", ""))] if sku is not None}
+    serializer = ChannelOrderSerializer(data=data, context={"skus": skus})
     if not serializer.is_valid():
         return _finish(payload, RawPayload.Outcome.HELD, _flatten(serializer.errors))
     order_input = dict(serializer.validated_data)
     problems = order_problems(order_input)
+    # The raw is remembered, to be recognised as unchanged next time, only when reading it
+    # again would change nothing and say nothing: not when its outcome lists problems, nor
+    # when it gave a first-seen order a status (next time the order is known: no status).
+    remember = "" if problems or first_seen_without_status else key
     with transaction.atomic():
-        order, result = order_services.create_order(channel, order_input, Actor.for_channel(channel))
+        order, result = order_services.create_order(channel, order_input, Actor.for_channel(channel),
+                                                    source_raw_sha256=remember)
         if problems and result == "created":
             _hold_for(order, problems, channel)
+    page.known_orders.add(order.external_order_id)
     outcome = RawPayload.Outcome.HELD if problems and result == "created" else result
     return _finish(payload, outcome, problems, order)
 
@@ -120,16 +337,17 @@ def _finish(payload: RawPayload, outcome: str, reasons: list[str], order=None) -
     return IngestResult(outcome, order.order_no if order else None, payload.pk, reasons)
 
 
-def map_skus(channel: Channel, data: dict) -> list[str]:
+def map_skus(channel: Channel, data: dict, page: Page | None = None) -> list[str]:
     """Replace each line's channel SKU by our SKU code; returns the codes nothing matched."""
-    codes = {str(line.get("sku", "")) for line in data.get("lines") or []}
-    known = {code: code for code in SKU.objects.filter(code__in=codes).values_list("code", flat=True)}
-    known.update(SKU.objects.filter(barcode__in=codes - set(known)).values_list("barcode", "code"))
-    known.update(ChannelSkuMapping.objects.filter(channel=channel, external_code__in=codes - set(known))
-                 .values_list("external_code", "sku__code"))
-    for line in data.get("lines") or []:
-        line["sku"] = known.get(str(line.get("sku", "")), line.get("sku"))
-    return sorted(codes - set(known))
+    page = page or Page(channel)
+    lines = [line for line in data.get("lines") or [] if isinstance(line, dict)]
+    codes = {str(line.get("sku", "")) for line in lines}
+    page.load_skus(codes)
+    for line in lines:
+        sku = page.sku(line.get("sku", ""))
+        if sku is not None:
+            line["sku"] = sku.code
+    return sorted(code for code in codes if page.sku(code) is None)
 
 
 def order_problems(data: dict) -> list[str]:

@@ -5,17 +5,22 @@ transaction held across HTTP). The window starts `pull_overlap_seconds` before t
 orders the platform indexed late are not missed (intake makes the overlap harmless), and the
 cursor moves to the window's end only after every order of the window is committed: a worker
 killed halfway leaves the cursor where it was and the next pull does the window again.
+
+Orders go to intake a page at a time (`ingest_page`, the platform's page size): each page is
+archived at once, its unchanged orders recognised with one query, each other order applied in
+its own transaction.
 """
 
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
+from itertools import islice
 
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from .adapters import ADAPTERS
 from .adapters.base import TransportError, Window
-from .intake import ingest_raw
+from .intake import ingest_page
 from .models import Channel, SyncRun
 
 FIRST_PULL_LOOKBACK = timedelta(hours=24)
@@ -45,6 +50,17 @@ def next_window(channel: Channel, now=None) -> Window:
     return Window(start, now)
 
 
+RUN_COUNTER = {"created": "created", "updated": "updated", "unchanged": "unchanged", "merged": "updated",
+               "held": "held"}  # IngestResult.result → SyncRun counter ("failed" for the rest)
+
+
+def pages(raws: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    """The fetched orders in lists of `size` (the adapters yield them one by one)."""
+    iterator = iter(raws)
+    while page := list(islice(iterator, max(size, 1))):
+        yield page
+
+
 def pull(channel_id: int, transport=None) -> SyncRun:
     if not claim(channel_id):
         raise PullBusy(f"a pull of channel {channel_id} is already running")
@@ -57,13 +73,11 @@ def pull(channel_id: int, transport=None) -> SyncRun:
         raise PullBusy(f"nothing to pull yet for channel {channel.code}")
     run = SyncRun.objects.create(channel=channel, window_start=window.start, window_end=window.end)
     try:
-        for raw in adapter.fetch(window):
-            run.fetched += 1
-            with transaction.atomic():
-                result = ingest_raw(channel, raw, "pull", sync_run=run)
-            field = {"created": "created", "updated": "updated", "unchanged": "unchanged",
-                     "merged": "updated", "held": "held"}.get(result.result, "failed")
-            setattr(run, field, getattr(run, field) + 1)
+        for page in pages(adapter.fetch(window), adapter.page_size):
+            run.fetched += len(page)
+            for result in ingest_page(channel, page, "pull", sync_run=run):
+                field = RUN_COUNTER.get(result.result, "failed")
+                setattr(run, field, getattr(run, field) + 1)
         Channel.objects.filter(pk=channel.pk).update(sync_cursor=window.end)
         run.status = SyncRun.State.SUCCEEDED
     except Exception as exc:

@@ -147,6 +147,11 @@ class Order(FSMModelMixin, models.Model):
         help_text=_("Time of the latest applied scan; earlier scans arriving later are refused."),
     )
     source_hash = models.CharField(_("payload hash"), max_length=64, blank=True)
+    source_raw_sha256 = models.CharField(
+        _("raw payload sha256"), max_length=64, blank=True, default="",
+        help_text=_("Of the raw channel payload last applied (channels.intake): the same raw again "
+                    "is recognised as unchanged without being read again."),
+    )
 
     placed_at = models.DateTimeField(_("placed at"), db_index=True)
     paid_at = models.DateTimeField(_("paid at"), null=True, blank=True)

@@ -128,16 +128,19 @@ def order_amounts(data: dict) -> dict[str, Decimal]:
 
 
 @transaction.atomic
-def create_order(channel, data: dict, actor: Actor) -> tuple[Order, str]:
+def create_order(channel, data: dict, actor: Actor, *, source_raw_sha256: str | None = None) -> tuple[Order, str]:
     """Create the order, or update it when the channel sends it again.
 
     `data` is the order input of CONTRACTS.md, validated (line `sku` is an SKU instance).
     Idempotent on (channel, external_order_id): the same payload again is "unchanged", also
-    when two deliveries of one channel order arrive at the same time.
+    when two deliveries of one channel order arrive at the same time. `source_raw_sha256`
+    (channel intake) is the digest of the raw payload `data` was read from, kept on the order
+    in this transaction so the same raw is later recognised without being read again ("" when
+    it must be read again each time); None leaves it as it is.
     """
     try:
         with transaction.atomic():  # a savepoint: losing the race below rolls back to here
-            return _create_or_update(channel, data, actor)
+            return _create_or_update(channel, data, actor, source_raw_sha256)
     except IntegrityError:
         # Another delivery of the same channel order committed between our lookup and our
         # insert; the unique (channel, external_order_id) decided. Ours is now an update.
@@ -145,10 +148,10 @@ def create_order(channel, data: dict, actor: Actor) -> tuple[Order, str]:
             channel=channel, external_order_id=data["external_order_id"]
         ).exists():
             raise
-        return _create_or_update(channel, data, actor)
+        return _create_or_update(channel, data, actor, source_raw_sha256)
 
 
-def _create_or_update(channel, data: dict, actor: Actor) -> tuple[Order, str]:
+def _create_or_update(channel, data: dict, actor: Actor, source_raw_sha256: str | None = None) -> tuple[Order, str]:
     digest = payload_hash(data)
     existing = (
         Order.objects.select_for_update()
@@ -156,7 +159,7 @@ def _create_or_update(channel, data: dict, actor: Actor) -> tuple[Order, str]:
         .first()
     )
     if existing is not None:
-        return existing, _apply_channel_update(existing, data, digest, actor)
+        return existing, _apply_channel_update(existing, data, digest, actor, source_raw_sha256)
 
     amounts = order_amounts(data)
     placed_at = data.get("placed_at") or timezone.now()
@@ -186,6 +189,7 @@ def _create_or_update(channel, data: dict, actor: Actor) -> tuple[Order, str]:
         placed_at=placed_at,
         status_changed_at=placed_at,
         source_hash=digest,
+        source_raw_sha256=source_raw_sha256 or "",
     )
     OrderLine.objects.bulk_create(
         OrderLine(
@@ -264,13 +268,22 @@ def _follow_channel_status(order: Order, data: dict, actor: Actor) -> None:
         stock_flow.release(order, "refunded on the channel")
 
 
-def _apply_channel_update(order: Order, data: dict, digest: str, actor: Actor) -> str:
+def _apply_channel_update(order: Order, data: dict, digest: str, actor: Actor,
+                          source_raw_sha256: str | None = None) -> str:
     if order.source_hash == digest:
+        if source_raw_sha256 is not None and order.source_raw_sha256 != source_raw_sha256:
+            # Another raw saying the same: the one to recognise next time (not an update).
+            Order.objects.filter(pk=order.pk).update(source_raw_sha256=source_raw_sha256)
+            order.source_raw_sha256 = source_raw_sha256
         return "unchanged"
     before = order.status
     _follow_channel_status(order, data, actor)
     order.source_hash = digest
-    order.save(update_fields=["source_hash", "updated_at"])
+    update_fields = ["source_hash", "updated_at"]
+    if source_raw_sha256 is not None:
+        order.source_raw_sha256 = source_raw_sha256
+        update_fields.append("source_raw_sha256")
+    order.save(update_fields=update_fields)
     record_event(
         order, track=Track.SYSTEM, kind=EventKind.SYNC, actor=actor,
         summary=f"channel sent an update (status {data.get('status')})",
