@@ -3,7 +3,7 @@
 Nothing about a token is kept between requests: every request reads the token's row again, so
 a revoked scanner (user deactivated, token or device deleted, device moved to another
 warehouse) is refused on its very next request, in every worker process. What makes this cheap
-is that the statement is written once and prepared by psycopg (`orders.scanning.fetch_instances`)
+is that the statement is written once and prepared by psycopg (`oms.rowsql.fetch_instances`)
 instead of being compiled by the ORM on every request.
 """
 
@@ -16,9 +16,9 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.permissions import BasePermission
 
 from inventory.models import Warehouse
+from oms.rowsql import Selection, fetch_instances
 
 from .models import WarehouseDevice
-from .scanning import Selection, fetch_instances
 
 # What the scanner path reads of the user; the rest of the row stays deferred.
 USER_FIELDS = ("id", "is_active", "is_staff", "is_superuser")

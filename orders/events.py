@@ -5,6 +5,8 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from oms.rowsql import insert_instance
+
 from .models import EventKind, Order, OrderEvent, Track
 
 
@@ -41,7 +43,7 @@ def record_event(
     to_state: str = "",
     payload: dict | None = None,
 ) -> OrderEvent:
-    return OrderEvent.objects.create(
+    event = OrderEvent(
         order=order,
         track=track,
         kind=kind,
@@ -53,6 +55,8 @@ def record_event(
         to_state=to_state,
         payload=payload or {},
     )
+    insert_instance(event)
+    return event
 
 
 __all__ = ["Actor", "SYSTEM", "record_event", "EventKind", "Track"]

@@ -14,6 +14,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_fsm import FSMField, FSMModelMixin, transition
 
+from oms import rowsql
+
 
 class Status(models.TextChoices):
     PENDING_PAYMENT = "pending_payment", _("pending payment")
@@ -232,7 +234,7 @@ class Order(FSMModelMixin, models.Model):
             or (field.attname not in loaded and field.attname in self.__dict__)
         ]
         if changed:
-            self.save(update_fields=[*changed, "updated_at"])
+            rowsql.update_fields(self, [*changed, "updated_at"])
             loaded.update({field.attname: getattr(self, field.attname)
                            for field in self._meta.concrete_fields if field.name in changed})
 

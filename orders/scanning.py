@@ -5,18 +5,16 @@ change nothing, except the pack check, whose mismatch is itself a fact worth kee
 wrong-item / empty-parcel check): it is recorded on the timeline and answered 409.
 """
 
-import weakref
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cached_property
 
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
-from django.db.models import Model, signals
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from inventory.models import SKU
 from oms.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from oms.rowsql import Selection, fetch_instances, insert_instance, statement
 
 from . import stock_flow
 from .events import SYSTEM, Actor, EventKind, Track, record_event
@@ -111,14 +109,18 @@ def _apply(device: WarehouseDevice, event: dict) -> ScanReply:
     # the last parcel leaves, wherever that is.
     moves_track = not others_still_reserved if event["type"] == OUTBOUND else primary
     if moves_track:
+        # The order row is written once, after the outbound's own transition and the shipped
+        # one it may complete.
         transition(order, FSM_METHOD[event["type"]], actor, at=scanned_at, kind=EventKind.SCAN,
-                   summary=summary, payload=context)
+                   summary=summary, payload=context, save=False)
     else:
         _record_partial(order, device, event, actor, summary, context)
     if event["type"] == OUTBOUND and not others_still_reserved and order.has_physical_outbound() \
             and order.status == Status.SHIP_REQUESTED:
         transition(order, "mark_shipped", SYSTEM, at=scanned_at,
                    summary=f"shipped: outbound scan at {station}, {event['carrier']} {event['tracking_no']}")
+    else:
+        order.save_changes()
     body = {"order_no": order.order_no, "status": order.status, "fulfilment": order.fulfilment}
     _store(device, order, event, 201, body)
     return ScanReply(201, body)
@@ -209,164 +211,23 @@ def _store(device, order, event, status_code: int, body: dict) -> None:
     ))
 
 
-# --- the hot path's statements, without the ORM's per-call compilation ----------------------
-# A scan is a handful of one-row statements, and the ORM spends several times more CPU building
-# each one than PostgreSQL spends running it. The statements this module sends are therefore
-# written once from the models' metadata; rows are made into instances as the ORM makes them
-# (`Model.from_db`, after the backend's converters: the same objects, unselected fields
-# deferred) and new instances are inserted with the values `Model.save()` would write.
-# psycopg prepares the repeated statements, so PostgreSQL does not re-plan them either.
-
-
-@dataclass(frozen=True, eq=False)  # compared and hashed by identity: each is made once
-class Selection:
-    """Some concrete fields of a model (all of them by default), in the model's order, as
-    `from_db` expects them, selected from the table under `alias`."""
-
-    model: type[Model]
-    fields: tuple
-    alias: str
-
-    @cached_property
-    def attnames(self) -> list[str]:
-        return [f.attname for f in self.fields]
-
-    @classmethod
-    def of(cls, model: type[Model], names=None, alias: str = "") -> "Selection":
-        wanted = None if names is None else {model._meta.get_field(name).attname for name in names}
-        fields = tuple(f for f in model._meta.concrete_fields if wanted is None or f.attname in wanted)
-        return cls(model, fields, alias or model._meta.db_table)
-
-    def columns(self, quote) -> str:
-        return ", ".join(f"{quote(self.alias)}.{quote(f.column)}" for f in self.fields)
-
-    def source(self, quote) -> str:
-        table = self.model._meta.db_table
-        return quote(table) if self.alias == table else f"{quote(table)} {quote(self.alias)}"
-
-
-# Converters are bound to a connection's backend: one cache per connection (thread and alias),
-# holding for each selection the (position, column, converters) of the fields that need any.
-# On PostgreSQL none of these fields does.
-_conversions: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def _conversions_for(connection, selection: "Selection") -> list:
-    cache = _conversions.get(connection)
-    if cache is None:
-        cache = _conversions[connection] = {}
-    found = cache.get(selection)
-    if found is None:
-        found = cache[selection] = []
-        for i, field in enumerate(selection.fields):
-            column = field.get_col(field.model._meta.db_table)
-            converters = [*connection.ops.get_db_converters(column), *column.get_db_converters(connection)]
-            if converters:
-                found.append((i, column, converters))
-    return found
-
-
-def fetch_instances(sql: str, params: list, selections: tuple["Selection", ...]) -> list | None:
-    """Run a one-row SELECT of `selections`' columns (in that order); their instances, or
-    None when no row matched."""
-    connection = connections[DEFAULT_DB_ALIAS]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    instances, start = [], 0
-    for selection in selections:
-        end = start + len(selection.fields)
-        values = row[start:end]
-        conversions = _conversions_for(connection, selection)
-        if conversions:
-            values = list(values)
-            for i, column, converters in conversions:
-                for convert in converters:
-                    values[i] = convert(values[i], column, connection)
-        instances.append(selection.model.from_db(connection.alias, selection.attnames, values))
-        start = end
-    return instances
-
-
 _SCAN_ORDER = Selection.of(Order, SCAN_FIELDS)
-_statements: dict[tuple[str, str], str] = {}
 
 
 def _lock_statement(connection) -> str:
-    key = ("lock_scan_order", connection.vendor)
-    if key not in _statements:
-        quote = connection.ops.quote_name
-        order_no = Order._meta.get_field("order_no").column
-        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-        _statements[key] = (
-            f"SELECT {_SCAN_ORDER.columns(quote)} FROM {_SCAN_ORDER.source(quote)} "  # noqa: S608 - our names
-            f"WHERE {quote(_SCAN_ORDER.alias)}.{quote(order_no)} = %s{lock}"
-        )
-    return _statements[key]
+    quote = connection.ops.quote_name
+    order_no = Order._meta.get_field("order_no").column
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    return (
+        f"SELECT {_SCAN_ORDER.columns(quote)} FROM {_SCAN_ORDER.source(quote)} "  # noqa: S608 - our names
+        f"WHERE {quote(_SCAN_ORDER.alias)}.{quote(order_no)} = %s{lock}"
+    )
 
 
 def lock_scan_order(order_no: str) -> Order:
     """`services.lock_order` for a scan: the order row locked (SELECT ... FOR UPDATE) with the
     fields a scan reads and writes loaded, nothing joined."""
-    found = fetch_instances(_lock_statement(connections[DEFAULT_DB_ALIAS]), [order_no], (_SCAN_ORDER,))
+    found = fetch_instances(statement(("lock_scan_order",), _lock_statement), [order_no], (_SCAN_ORDER,))
     if found is None:
         raise NotFound(f"order {order_no} does not exist")
     return found[0]
-
-
-def _insert_statement(connection, model: type[Model], skip_on_conflict: bool) -> tuple[str, list]:
-    key = (f"insert:{model._meta.label}:{skip_on_conflict}", connection.vendor)
-    if key not in _statements:
-        quote, meta = connection.ops.quote_name, model._meta
-        fields = [f for f in meta.local_concrete_fields if not f.generated and f is not meta.auto_field]
-        returning = ", ".join(quote(f.column) for f in meta.db_returning_fields)
-        _statements[key] = (
-            f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
-            f"VALUES ({', '.join(['%s'] * len(fields))})"
-            f"{' ON CONFLICT DO NOTHING' if skip_on_conflict else ''} RETURNING {returning}",
-            fields,
-        )
-    return _statements[key]
-
-
-def insert_instance(instance: Model, *, skip_on_conflict: bool = False) -> bool:
-    """INSERT a new instance as `instance.save()` would. With `skip_on_conflict`, a row that
-    would break a unique constraint is not inserted (no error, no savepoint) and the answer is
-    False. Models this shortcut does not cover (save signals, inheritance, values computed by
-    the database) are saved by the ORM."""
-    model, meta = type(instance), instance._meta
-    connection = connections[DEFAULT_DB_ALIAS]
-    sql, fields = _insert_statement(connection, model, skip_on_conflict)
-    values = [f.pre_save(instance, True) for f in fields]
-    if (meta.parents or meta.order_with_respect_to or not meta.db_returning_fields
-            or not connection.features.can_return_columns_from_insert
-            or (skip_on_conflict and not connection.features.supports_ignore_conflicts)
-            or signals.pre_save.has_listeners(model) or signals.post_save.has_listeners(model)
-            or any(hasattr(value, "resolve_expression") for value in values)):
-        return _orm_insert(instance, skip_on_conflict)
-    instance._prepare_related_fields_for_save(operation_name="save")
-    params = [f.get_db_prep_save(value, connection) for f, value in zip(fields, values, strict=True)]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return False
-    for field, value in zip(meta.db_returning_fields, row, strict=True):
-        setattr(instance, field.attname, value)
-    instance._state.adding = False
-    instance._state.db = connection.alias
-    return True
-
-
-def _orm_insert(instance: Model, skip_on_conflict: bool) -> bool:
-    if not skip_on_conflict:
-        instance.save(force_insert=True)
-        return True
-    try:
-        with transaction.atomic():
-            instance.save(force_insert=True)
-    except IntegrityError:
-        return False
-    return True

@@ -58,12 +58,15 @@ def transition(
     kind: str = EventKind.TRANSITION,
     payload: dict | None = None,
     check_permission: bool = True,
+    save: bool = True,
     **kwargs,
 ) -> None:
     """Run one FSM transition on a locked order, save it and write its OrderEvent.
 
     `check_permission=False` is for a caller that authorised the actor itself: an approver
-    decides an approval task by being its assignee, not by holding `orders.approve_order`."""
+    decides an approval task by being its assignee, not by holding `orders.approve_order`.
+    `save=False` leaves the UPDATE to the caller, in the same transaction: two transitions in a
+    row are written by one statement."""
     method = getattr(order, name)
     fsm_transition = next(iter(method._django_fsm.transitions.values()))
     field = method._django_fsm.field.name
@@ -88,7 +91,8 @@ def transition(
     method(at=at, **kwargs)
     if field == "status":
         order.status_changed_at = at
-    order.save_changes()
+    if save:
+        order.save_changes()
     record_event(
         order,
         track=Track.BUSINESS if field == "status" else Track.PHYSICAL,

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from inventory import services as inventory
 from inventory.models import Reservation, Warehouse
+from oms import rowsql
 
 from .events import SYSTEM, Actor, EventKind, Track, record_event
 from .models import Order, Status
@@ -111,5 +112,10 @@ def expected_items(order: Order, warehouse_id: int) -> list[tuple[str, int]]:
     line when the order holds no reservation at all."""
     reserved = inventory.reserved_in(order, warehouse_id)
     if reserved is None:
-        return list(order.lines.values_list("sku__barcode", "quantity"))
+        return rowsql.fetch_rows(rowsql.statement(("barcodes_of_lines",), _barcodes_of_lines_sql), [order.pk])
     return reserved
+
+
+def _barcodes_of_lines_sql(connection) -> str:
+    return ("SELECT s.barcode, l.quantity FROM orders_orderline l INNER JOIN inventory_sku s ON s.id = l.sku_id "
+            "WHERE l.order_id = %s ORDER BY l.line_no")

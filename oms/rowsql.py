@@ -1,0 +1,193 @@
+"""Hot-path statements without the ORM's per-call compilation.
+
+A scan or a transition is a handful of one-row statements, and the ORM spends several times
+more CPU building each one than PostgreSQL spends running it. The statements here are written
+once from the models' metadata; rows are made into instances as the ORM makes them
+(`Model.from_db`, after the backend's converters: the same objects, unselected fields deferred),
+new instances are inserted and changed fields updated with the values `Model.save()` would
+write. psycopg prepares the repeated statements, so PostgreSQL does not re-plan them either.
+Models this shortcut does not cover (save signals, inheritance, values computed by the
+database) go through the ORM.
+"""
+
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
+from django.db.models import Model, signals
+
+_statements: dict[tuple, str] = {}
+
+
+def statement(key: tuple, build: Callable) -> str:
+    """The SQL of `key` for the default connection's backend, built once by `build(connection)`."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    full_key = (*key, connection.vendor)
+    sql = _statements.get(full_key)
+    if sql is None:
+        sql = _statements[full_key] = build(connection)
+    return sql
+
+
+def fetch_rows(sql: str, params: list) -> list[tuple]:
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: each is made once
+class Selection:
+    """Some concrete fields of a model (all of them by default), in the model's order, as
+    `from_db` expects them, selected from the table under `alias`."""
+
+    model: type[Model]
+    fields: tuple
+    alias: str
+
+    @cached_property
+    def attnames(self) -> list[str]:
+        return [f.attname for f in self.fields]
+
+    @classmethod
+    def of(cls, model: type[Model], names=None, alias: str = "") -> "Selection":
+        wanted = None if names is None else {model._meta.get_field(name).attname for name in names}
+        fields = tuple(f for f in model._meta.concrete_fields if wanted is None or f.attname in wanted)
+        return cls(model, fields, alias or model._meta.db_table)
+
+    def columns(self, quote) -> str:
+        return ", ".join(f"{quote(self.alias)}.{quote(f.column)}" for f in self.fields)
+
+    def source(self, quote) -> str:
+        table = self.model._meta.db_table
+        return quote(table) if self.alias == table else f"{quote(table)} {quote(self.alias)}"
+
+
+# Converters are bound to a connection's backend: one cache per connection (thread and alias),
+# holding for each selection the (position, column, converters) of the fields that need any.
+# On PostgreSQL none of these fields does.
+_conversions: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _conversions_for(connection, selection: "Selection") -> list:
+    cache = _conversions.get(connection)
+    if cache is None:
+        cache = _conversions[connection] = {}
+    found = cache.get(selection)
+    if found is None:
+        found = cache[selection] = []
+        for i, field in enumerate(selection.fields):
+            column = field.get_col(field.model._meta.db_table)
+            converters = [*connection.ops.get_db_converters(column), *column.get_db_converters(connection)]
+            if converters:
+                found.append((i, column, converters))
+    return found
+
+
+def fetch_instances(sql: str, params: list, selections: tuple["Selection", ...]) -> list | None:
+    """Run a one-row SELECT of `selections`' columns (in that order); their instances, or
+    None when no row matched."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    instances, start = [], 0
+    for selection in selections:
+        end = start + len(selection.fields)
+        values = row[start:end]
+        conversions = _conversions_for(connection, selection)
+        if conversions:
+            values = list(values)
+            for i, column, converters in conversions:
+                for convert in converters:
+                    values[i] = convert(values[i], column, connection)
+        instances.append(selection.model.from_db(connection.alias, selection.attnames, values))
+        start = end
+    return instances
+
+
+def _insert_fields(meta) -> list:
+    return [f for f in meta.local_concrete_fields if not f.generated and f is not meta.auto_field]
+
+
+def _insert_statement(model: type[Model], skip_on_conflict: bool) -> str:
+    def build(connection):
+        quote, meta = connection.ops.quote_name, model._meta
+        fields = _insert_fields(meta)
+        returning = ", ".join(quote(f.column) for f in meta.db_returning_fields)
+        return (
+            f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
+            f"VALUES ({', '.join(['%s'] * len(fields))})"
+            f"{' ON CONFLICT DO NOTHING' if skip_on_conflict else ''} RETURNING {returning}"
+        )
+
+    return statement(("insert", model._meta.label, skip_on_conflict), build)
+
+
+def insert_instance(instance: Model, *, skip_on_conflict: bool = False) -> bool:
+    """INSERT a new instance as `instance.save()` would. With `skip_on_conflict`, a row that
+    would break a unique constraint is not inserted (no error, no savepoint) and the answer is
+    False."""
+    model, meta = type(instance), instance._meta
+    connection = connections[DEFAULT_DB_ALIAS]
+    sql, fields = _insert_statement(model, skip_on_conflict), _insert_fields(meta)
+    values = [f.pre_save(instance, True) for f in fields]
+    if (meta.parents or meta.order_with_respect_to or not meta.db_returning_fields
+            or not connection.features.can_return_columns_from_insert
+            or (skip_on_conflict and not connection.features.supports_ignore_conflicts)
+            or signals.pre_save.has_listeners(model) or signals.post_save.has_listeners(model)
+            or any(hasattr(value, "resolve_expression") for value in values)):
+        return _orm_insert(instance, skip_on_conflict)
+    instance._prepare_related_fields_for_save(operation_name="save")
+    params = [f.get_db_prep_save(value, connection) for f, value in zip(fields, values, strict=True)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    for field, value in zip(meta.db_returning_fields, row, strict=True):
+        setattr(instance, field.attname, value)
+    instance._state.adding = False
+    instance._state.db = connection.alias
+    return True
+
+
+def _orm_insert(instance: Model, skip_on_conflict: bool) -> bool:
+    if not skip_on_conflict:
+        instance.save(force_insert=True)
+        return True
+    try:
+        with transaction.atomic():
+            instance.save(force_insert=True)
+    except IntegrityError:
+        return False
+    return True
+
+
+def update_fields(instance: Model, names: list[str]) -> None:
+    """UPDATE the named fields of a saved instance as `instance.save(update_fields=names)` would
+    (auto_now fields named here get the current time)."""
+    model, meta = type(instance), instance._meta
+    connection = connections[DEFAULT_DB_ALIAS]
+    names = list(dict.fromkeys(names))
+    fields = [meta.get_field(name) for name in names]
+    values = [f.pre_save(instance, False) for f in fields]
+    if (meta.parents or signals.pre_save.has_listeners(model) or signals.post_save.has_listeners(model)
+            or any(hasattr(value, "resolve_expression") for value in values)):
+        instance.save(update_fields=names)
+        return
+
+    def build(connection):
+        quote = connection.ops.quote_name
+        assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+        return f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"  # noqa: S608
+
+    sql = statement(("update", meta.label, tuple(names)), build)
+    params = [f.get_db_prep_save(value, connection) for f, value in zip(fields, values, strict=True)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, meta.pk.get_db_prep_value(instance.pk, connection)])
+        if cursor.rowcount != 1:
+            raise DatabaseError(f"{meta.label} {instance.pk}: the update touched {cursor.rowcount} rows")
