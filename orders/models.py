@@ -402,7 +402,8 @@ class OrderEvent(models.Model):
     """One line of an order's history. Append-only: rows are never updated or deleted
     (the model refuses, and on PostgreSQL a trigger refuses raw SQL too)."""
 
-    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="events")
+    # The (order, at, id) index below serves every look-up by order: no second index to write.
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="events", db_index=False)
     track = models.CharField(_("track"), max_length=10, choices=Track.choices)
     kind = models.CharField(_("kind"), max_length=12, choices=EventKind.choices)
     from_state = models.CharField(_("from"), max_length=20, blank=True)
