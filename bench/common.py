@@ -31,6 +31,7 @@ def server_env(**extra) -> dict[str, str]:
         LOG_LEVEL="WARNING",
         OMS_VAR_DIR=str(ROOT / "var" / "bench"),
         DJANGO_SETTINGS_MODULE="oms.settings",
+        OMS_ORDER_NUMBER_BLOCK="100",  # as docker-compose.yml runs production
     )
     env.update(extra)
     return env

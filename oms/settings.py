@@ -245,6 +245,9 @@ OMS_IDENTITY_KEY = os.environ.get("OMS_IDENTITY_KEY", SECRET_KEY)
 
 # Where people open the app; links in alert notifications start with it.
 OMS_PUBLIC_URL = os.environ.get("OMS_PUBLIC_URL", "http://127.0.0.1:8000")
+# Order numbers claimed this many at a time per process (PostgreSQL): no lock shared by
+# concurrent intake, at the price of numbers interleaved between processes (orders/numbers.py).
+OMS_ORDER_NUMBER_BLOCK = int(os.environ.get("OMS_ORDER_NUMBER_BLOCK", "1"))
 
 # --- Payment callbacks (CONTRACTS.md) -------------------------------------------------------
 # Empty means "not configured": that provider's callbacks are refused, never accepted unsigned.

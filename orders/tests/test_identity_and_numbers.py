@@ -1,6 +1,7 @@
 """Customer identity by keyed phone hash, unified order numbers, channel-order idempotency."""
 
 import re
+import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -215,3 +216,75 @@ def test_channel_cancellation_and_refund_follow_the_channel_status():
     assert cancelled.status == Status.CANCELLED
     assert cancelled.cancel_reason
     assert refunded.status == Status.REFUNDING  # the refund itself is confirmed by its voucher
+
+
+# --- numbers claimed in blocks (OMS_ORDER_NUMBER_BLOCK) ---------------------------------------
+
+
+@pytest.fixture
+def blocks_of_five(settings):
+    from orders import numbers
+
+    settings.OMS_ORDER_NUMBER_BLOCK = 5
+    numbers.forget_blocks()
+    yield
+    numbers.forget_blocks()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_block_is_claimed_outside_the_callers_transaction_and_survives_its_rollback(blocks_of_five):
+    from django.db import transaction
+
+    from orders.models import OrderNumberSequence
+
+    today = timezone.localdate()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert next_order_no("BK") == f"BK{today:%Y%m%d}00001"
+        raise RuntimeError("the order fails")
+    # The claim was committed on its own: the block stays taken, the next number is not reused.
+    assert OrderNumberSequence.objects.get(prefix="BK", day=today).last == 5
+    assert [next_order_no("BK") for _ in range(5)] == [f"BK{today:%Y%m%d}{n:05d}" for n in (2, 3, 4, 5, 6)]
+    assert OrderNumberSequence.objects.get(prefix="BK", day=today).last == 10
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_creators_do_not_wait_for_each_others_transactions(blocks_of_five):
+    from django.db import connection, transaction
+
+    from oms.tests.threads import run_together
+
+    holding = threading.Event()
+    release = threading.Event()
+
+    def slow_creator():
+        with transaction.atomic():
+            number = next_order_no("BK")
+            holding.set()
+            released = release.wait(10)  # an order transaction still open meanwhile
+        connection.close()
+        return number, released
+
+    def fast_creators():
+        holding.wait(10)
+        # A fresh process-wide state stands for another worker process.
+        from orders import numbers
+
+        with numbers._blocks_lock:
+            numbers._blocks.clear()
+        got = [next_order_no("BK") for _ in range(7)]
+        release.set()
+        connection.close()
+        return got
+
+    results = run_together([slow_creator, fast_creators], timeout=20)
+    assert [status for status, _ in results] == ["ok", "ok"], results
+    (_, (slow, released)), (_, fast) = results
+    assert released, "the fast creator waited for the slow one's transaction"
+    # The fast creator went on while the slow one's transaction was open (the slow one
+    # only commits once released), and took numbers from blocks of its own.
+    assert len({slow, *fast}) == 8
+    today = timezone.localdate()
+    assert slow == f"BK{today:%Y%m%d}00001"
+    assert sorted(fast) == [f"BK{today:%Y%m%d}{n:05d}" for n in range(6, 13)]
