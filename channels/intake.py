@@ -307,7 +307,8 @@ def _apply(page: Page, payload: RawPayload, data: dict | list[str], key: str) ->
     # again would change nothing and say nothing: not when its outcome lists problems, nor
     # when it gave a first-seen order a status (next time the order is known: no status).
     remember = "" if problems or first_seen_without_status else key
-    with transaction.atomic():
+    # Inside ingest_page's transaction for this payload: no savepoint of its own to pay for.
+    with transaction.atomic(savepoint=False):
         order, result = order_services.create_order(channel, order_input, Actor.for_channel(channel),
                                                     source_raw_sha256=remember)
         if problems and result == "created":

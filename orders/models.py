@@ -220,12 +220,18 @@ class Order(FSMModelMixin, models.Model):
         instance._loaded_values = dict(zip(field_names, values, strict=True))
         return instance
 
+    def remember_saved_values(self) -> None:
+        """What the row holds now (just inserted or saved whole): `save_changes` writes only
+        what changes after this."""
+        self._loaded_values = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
+
     def save_changes(self) -> None:
         """UPDATE only the fields changed since loading: smaller statements, and a column
         nobody touched is never written back from a stale copy."""
         loaded = getattr(self, "_loaded_values", None)
         if loaded is None or self._state.adding:
             self.save()
+            self.remember_saved_values()
             return
         # A field deferred at load time (`.only()`) and assigned since is in __dict__ only.
         changed = [

@@ -14,6 +14,7 @@ from django_fsm import can_proceed, has_transition_perm
 
 from inventory import services as inventory_services
 from inventory.models import Warehouse
+from oms import rowsql
 from oms.errors import Conflict, Forbidden, Invalid, NotFound
 
 from . import stock_flow
@@ -169,7 +170,7 @@ def _create_or_update(channel, data: dict, actor: Actor, source_raw_sha256: str 
     placed_at = data.get("placed_at") or timezone.now()
     buyer = data.get("buyer") or {}
     receiver = data["receiver"]
-    order = Order.objects.create(
+    order = Order(
         order_no=next_order_no(channel.order_prefix, placed_at),
         channel=channel,
         external_order_id=data["external_order_id"],
@@ -195,6 +196,8 @@ def _create_or_update(channel, data: dict, actor: Actor, source_raw_sha256: str 
         source_hash=digest,
         source_raw_sha256=source_raw_sha256 or "",
     )
+    rowsql.insert_instance(order)
+    order.remember_saved_values()
     OrderLine.objects.bulk_create(
         OrderLine(
             order=order,
