@@ -64,9 +64,9 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def cpu_seconds(name: str) -> float:
-    """CPU used so far by every process whose command is `name` (gunicorn, postgres)."""
-    total = 0.0
+def cpu_seconds_by_process(name: str) -> dict[int, float]:
+    """CPU used so far by each process whose command is `name` (gunicorn, postgres), by pid."""
+    used = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -74,10 +74,10 @@ def cpu_seconds(name: str) -> float:
             with open(f"/proc/{entry}/comm") as comm:
                 if comm.read().strip() != name:
                     continue
-            total += process_cpu_seconds(int(entry))
+            used[int(entry)] = process_cpu_seconds(int(entry))
         except (FileNotFoundError, ProcessLookupError):
             continue
-    return total
+    return used
 
 
 class CpuMeter:
@@ -89,14 +89,17 @@ class CpuMeter:
 
     def __exit__(self, *exc):
         end = self._sample()
-        self.used = {k: end[k] - self.start[k] for k in end}
+        # Per process: one that exited within the block (an autovacuum worker) takes its CPU
+        # with it, and must not take its earlier CPU off the total.
+        self.used = {kind: sum(seconds - self.start[kind].get(pid, 0.0) for pid, seconds in end[kind].items())
+                     for kind in end}
 
     @staticmethod
-    def _sample() -> dict[str, float]:
+    def _sample() -> dict[str, dict[int, float]]:
         times = os.times()
         # Forked client processes count once joined (children_*).
-        return {"gunicorn": cpu_seconds("gunicorn"), "postgres": cpu_seconds("postgres"),
-                "client": times.user + times.system + times.children_user + times.children_system}
+        return {"gunicorn": cpu_seconds_by_process("gunicorn"), "postgres": cpu_seconds_by_process("postgres"),
+                "client": {0: times.user + times.system + times.children_user + times.children_system}}
 
     def per_request_ms(self, requests: int) -> dict[str, str]:
         return {f"{k} cpu ms/req": f"{v * 1000 / max(requests, 1):.1f}" for k, v in self.used.items()}
