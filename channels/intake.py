@@ -34,13 +34,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from inventory.models import SKU
+from oms import rowsql
+from orders import batch
 from orders import services as order_services
 from orders.events import Actor, EventKind, Track, record_event
 from orders.models import Order, Status
@@ -91,7 +94,9 @@ class Page:
         self.rules_fingerprint = json.dumps([[r.action, r.field, r.argument] for r in self.rules],
                                             ensure_ascii=False) if self.rules else ""
         self._skus: dict[str, SKU | None] = {}  # channel code → our SKU (None: unknown)
+        self.skus_by_code: dict[str, SKU] = {}  # our code → our SKU, of those looked up
         self.known_orders: set[str] = set()  # external ids of orders known to exist
+        self._validator = None
 
     def applied_key(self, canonical_text: str) -> str:
         """What Order.source_raw_sha256 holds once this raw is applied under these rules."""
@@ -127,6 +132,21 @@ class Page:
                 channel=self.channel, external_code__in=rest).select_related("sku"))
         for code in missing:
             self._skus[code] = found.get(code)
+        self.skus_by_code.update((sku.code, sku) for sku in found.values())
+
+    def validate(self, data: dict) -> tuple[dict | None, list[str]]:
+        """The order input of a normalised, SKU-mapped order, or the reasons it is not one.
+        One serializer for the page: building its fields is most of the cost of validating."""
+        from rest_framework.exceptions import ValidationError
+
+        from orders.serializers import ChannelOrderSerializer
+
+        if self._validator is None:
+            self._validator = ChannelOrderSerializer(context={"skus": self.skus_by_code})
+        try:
+            return dict(self._validator.run_validation(data)), []
+        except ValidationError as exc:
+            return None, _flatten(exc.detail)
 
     def sku(self, code) -> SKU | None:
         code = str(code)
@@ -194,7 +214,11 @@ def ingest_page(channel: Channel, raws: list, source: str, sync_run=None,
                 prepared.append((index, payload, item, exc))
     page.load_skus(str(line.get("sku", "")) for *_, data in prepared if isinstance(data, dict)
                    for line in data.get("lines") or [] if isinstance(line, dict))
+    for index, result in _apply_new_paid_together(page, prepared).items():
+        results[index] = result
     for index, payload, item, data in prepared:
+        if results[index] is not None:
+            continue
         if isinstance(data, Exception):
             raise data  # an adapter bug: the payloads before it are done, the rest stay pending
         with transaction.atomic():
@@ -202,33 +226,66 @@ def ingest_page(channel: Channel, raws: list, source: str, sync_run=None,
     return results
 
 
+def _apply_new_paid_together(page: Page, prepared: list) -> dict[int, IngestResult]:
+    """The page's new orders that arrive paid and fit to ship, created together
+    (orders.batch) in one transaction with their payloads' outcomes; by index. Any other, or
+    all of them when the page's stock moved meanwhile, goes through `_apply` one at a time."""
+    seen = Counter(str(data.get("external_order_id", "")) for *_, data in prepared if isinstance(data, dict))
+    repeated = {external_id for external_id, count in seen.items() if count > 1}
+    chosen = []
+    for index, payload, item, data in prepared:
+        if not isinstance(data, dict) or data.get("status") != Status.PAID:
+            continue
+        external_id = str(data.get("external_order_id", ""))
+        if not external_id or external_id in page.known_orders or external_id in repeated:
+            continue
+        if map_skus(page.channel, data, page):
+            continue
+        order_input, errors = page.validate(data)
+        if order_input is None or order_problems(order_input):
+            continue
+        chosen.append((index, payload, order_input, item.key))
+    if not chosen or not batch.can_batch(page.channel, {line["sku"].pk for *_, data, _ in chosen
+                                                        for line in data["lines"]}):
+        return {}
+    results = {}
+    try:
+        with transaction.atomic():
+            orders = batch.create_paid_orders(page.channel, [(data, key) for *_, data, key in chosen],
+                                              Actor.for_channel(page.channel))
+            done = [(index, payload, order) for (index, payload, _, _), order in zip(chosen, orders, strict=True)
+                    if order is not None]
+            _finish_created(done)
+    except (batch.StockMoved, IntegrityError):
+        return {}  # a concurrent reservation or delivery of one of them: one at a time, then
+    for index, payload, order in done:
+        page.known_orders.add(order.external_order_id)
+        results[index] = IngestResult(RawPayload.Outcome.CREATED, order.order_no, payload.pk, [])
+    return results
+
+
+def _finish_created(done: list[tuple[int, RawPayload, Order]]) -> None:
+    """`_finish` for payloads that created their orders: one statement for all."""
+    if not done:
+        return
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {RawPayload._meta.db_table} AS payload SET outcome = %s, errors = '[]'::jsonb, "  # noqa: S608
+            "processed_at = %s, order_id = v.order_id, external_order_id = v.external_order_id "
+            f"FROM (VALUES {', '.join(['(%s::bigint, %s::bigint, %s)'] * len(done))}) "
+            "AS v(id, order_id, external_order_id) WHERE payload.id = v.id",
+            [RawPayload.Outcome.CREATED, now,
+             *(value for _, payload, order in done for value in (payload.pk, order.pk, order.external_order_id[:100]))])
+    for _, payload, order in done:
+        payload.outcome, payload.errors, payload.order, payload.processed_at = RawPayload.Outcome.CREATED, [], order, now
+        payload.external_order_id = order.external_order_id[:100]
+
+
 def insert_payloads(rows: list[RawPayload]) -> list[RawPayload]:
-    """Insert new RawPayload rows in one statement; they come back saved, with their ids.
-
-    On PostgreSQL with psycopg 3 this is a COPY (ids drawn from the table's identity first):
-    bodies are JSON full of quotes, and bulk_create's UNNEST arrays escape every one of them
-    in Python, which made the insert most of the cost of an unchanged page."""
-    if connection.vendor != "postgresql" or len(rows) < 2:
-        return RawPayload.objects.bulk_create(rows)
-    from django.db.backends.postgresql.psycopg_any import is_psycopg3
-
-    if not is_psycopg3:
-        return RawPayload.objects.bulk_create(rows)
-    meta = RawPayload._meta
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
-    table = connection.ops.quote_name(meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in [meta.pk, *fields])
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-                       [meta.db_table, meta.pk.column, len(rows)])
-        ids = [pk for (pk,) in cursor.fetchall()]
-        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as stream:  # noqa: S608 - our names
-            for pk, row in zip(ids, rows, strict=True):
-                stream.write_row([pk, *(f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields)])
-    for pk, row in zip(ids, rows, strict=True):
-        row.pk = pk
-        row._state.adding, row._state.db = False, connection.alias
-    return rows
+    """Insert new RawPayload rows in one statement (a COPY on PostgreSQL); they come back
+    saved, with their ids."""
+    return rowsql.copy_instances(rows)
 
 
 def _find_unchanged(page: Page, incoming: list[_Incoming]) -> None:
@@ -294,14 +351,9 @@ def _apply(page: Page, payload: RawPayload, data: dict | list[str], key: str) ->
         return _finish(payload, RawPayload.Outcome.HELD,
                        [f"lines[].sku: {code} is not a known SKU (code, barcode or channel mapping)"
                         for code in unmapped])
-    from orders.serializers import ChannelOrderSerializer
-
-    skus = {sku.code: sku for line in data.get("lines") or [] if isinstance(line, dict)
-            for sku in [page.sku(line.get("sku", ""))] if sku is not None}
-    serializer = ChannelOrderSerializer(data=data, context={"skus": skus})
-    if not serializer.is_valid():
-        return _finish(payload, RawPayload.Outcome.HELD, _flatten(serializer.errors))
-    order_input = dict(serializer.validated_data)
+    order_input, errors = page.validate(data)
+    if order_input is None:
+        return _finish(payload, RawPayload.Outcome.HELD, errors)
     problems = order_problems(order_input)
     # The raw is remembered, to be recognised as unchanged next time, only when reading it
     # again would change nothing and say nothing: not when its outcome lists problems, nor

@@ -39,16 +39,33 @@ def _ranked(warehouses, province: str, availability: dict[int, dict[int, int]]) 
 def plan_for(lines: list[tuple[int, int, int]], province: str, allow_split: bool,
              exclude: set[int] = frozenset(), only: int | None = None) -> Plan:
     """`lines` are (line id, sku id, quantity). `only` forces one warehouse (a manual route)."""
+    warehouses, availability = load_stock({sku_id for _, sku_id, _ in lines}, exclude, only)
+    return plan_from(lines, province, allow_split, warehouses, availability, only)
+
+
+def load_stock(sku_ids, exclude: set[int] = frozenset(), only: int | None = None
+               ) -> tuple[list[Warehouse], dict[int, dict[int, int]]]:
+    """The active warehouses (less `exclude`, or just `only`) and what each has available of
+    these SKUs: warehouse id → SKU id → units."""
     warehouses = list(Warehouse.objects.filter(active=True).exclude(pk__in=exclude))
     if only is not None:
         warehouses = [w for w in warehouses if w.pk == only]
-    sku_ids = {sku_id for _, sku_id, _ in lines}
     availability: dict[int, dict[int, int]] = defaultdict(dict)
     for warehouse_id, sku_id, on_hand, reserved in StockLevel.objects.filter(
-        sku_id__in=sku_ids, warehouse__in=warehouses
+        sku_id__in=set(sku_ids), warehouse__in=warehouses
     ).values_list("warehouse_id", "sku_id", "on_hand", "reserved"):
         availability[warehouse_id][sku_id] = on_hand - reserved
+    return warehouses, availability
 
+
+def plan_from(lines: list[tuple[int, int, int]], province: str, allow_split: bool,
+              warehouses: list[Warehouse], availability: dict[int, dict[int, int]],
+              only: int | None = None) -> Plan:
+    """The plan for `lines` given what `load_stock` found (which may cover more SKUs: a page of
+    orders planned together)."""
+    sku_ids = {sku_id for _, sku_id, _ in lines}
+    if any(set(stock) - sku_ids for stock in availability.values()):
+        availability = {w: {s: q for s, q in stock.items() if s in sku_ids} for w, stock in availability.items()}
     needed: dict[int, int] = defaultdict(int)
     for _, sku_id, quantity in lines:
         needed[sku_id] += quantity

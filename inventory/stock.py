@@ -127,3 +127,42 @@ def add_on_hand(warehouse_id: int, sku_id: int, quantity: int, kind: str, **move
             f"cannot lower on hand by {-quantity} at {warehouse_id}/{sku_id}: it is reserved"
         )
     return state
+
+
+def reserve_many(movements: list[StockMovement]) -> list[LevelState] | None:
+    """Reserve for many orders at once (a page of intake, PostgreSQL): `movements` are their
+    unsaved reserve movements, one per reservation. The levels they touch are locked in the
+    fixed order, then either every level has what its movements add up to and each is raised
+    by that sum in one statement, the movements inserted with it, or nothing changes (None)."""
+    from oms.rowsql import copy_instances
+
+    totals: dict[tuple[int, int], int] = {}
+    for movement in movements:
+        pair = (movement.warehouse_id, movement.sku_id)
+        totals[pair] = totals.get(pair, 0) + movement.reserved_delta
+    pairs = sorted(totals, key=lambda pair: (pair[1], pair[0]))
+    keys = ", ".join(["(%s, %s)"] * len(pairs))
+    flat = [value for pair in pairs for value in pair]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT warehouse_id, sku_id, on_hand - reserved FROM {_LEVELS} "  # noqa: S608 - our names
+            f"WHERE (warehouse_id, sku_id) IN ({keys}) ORDER BY sku_id, warehouse_id FOR UPDATE", flat)
+        available = {(w, s): units for w, s, units in cursor.fetchall()}
+        if any(available.get(pair, 0) < total for pair, total in totals.items()):
+            return None
+        cursor.execute(
+            f"UPDATE {_LEVELS} AS level SET reserved = level.reserved + v.quantity, "  # noqa: S608 - our names
+            "version = level.version + 1, updated_at = CURRENT_TIMESTAMP "
+            f"FROM (VALUES {', '.join(['(%s::bigint, %s::bigint, %s::integer)'] * len(pairs))}) "
+            "AS v(warehouse_id, sku_id, quantity) "
+            "WHERE level.warehouse_id = v.warehouse_id AND level.sku_id = v.sku_id "
+            "AND level.on_hand - level.reserved >= v.quantity "
+            "RETURNING level.warehouse_id, level.sku_id, level.on_hand, level.reserved, level.safety_stock, "
+            "level.version", [value for pair in pairs for value in (*pair, totals[pair])])
+        states = [LevelState(*row) for row in cursor.fetchall()]
+    if len(states) != len(pairs):  # the rows are locked: only a bug gets here
+        raise LedgerError(f"reserved {len(states)} of {len(pairs)} levels that had the stock")
+    copy_instances(movements)
+    for state in states:
+        transaction.on_commit(lambda state=state: _publish(state))
+    return states

@@ -1,5 +1,7 @@
 """Who did something, and the append-only record of it on the order's timeline."""
 
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,6 +32,21 @@ class Actor:
 
 SYSTEM = Actor("system")
 
+_collecting = threading.local()
+
+
+@contextmanager
+def collected_events():
+    """Inside the block, `record_event` keeps the events it builds in the list this yields
+    instead of inserting each one: the caller inserts them together (orders made in bulk)."""
+    events: list[OrderEvent] = []
+    outer = getattr(_collecting, "events", None)
+    _collecting.events = events
+    try:
+        yield events
+    finally:
+        _collecting.events = outer
+
 
 def record_event(
     order: Order,
@@ -55,7 +72,11 @@ def record_event(
         to_state=to_state,
         payload=payload or {},
     )
-    insert_instance(event)
+    collecting = getattr(_collecting, "events", None)
+    if collecting is not None:
+        collecting.append(event)
+    else:
+        insert_instance(event)
     return event
 
 

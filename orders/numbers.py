@@ -43,6 +43,25 @@ def next_order_no(prefix: str, at: datetime | None = None) -> str:
     return f"{prefix}{day:%Y%m%d}{number:05d}"
 
 
+def next_order_nos(prefix: str, placed: list[datetime]) -> list[str]:
+    """`next_order_no` for each of many orders (placed at these times): one claim per day
+    they fall on, unless numbers come from blocks."""
+    days = [timezone.localdate(at) for at in placed]
+    block = getattr(settings, "OMS_ORDER_NUMBER_BLOCK", 1)
+    if block > 1 and connection.vendor == "postgresql":
+        numbers = [_from_block(prefix, day, block) for day in days]
+    else:
+        counts: dict[date, int] = {}
+        for day in days:
+            counts[day] = counts.get(day, 0) + 1
+        following = {day: _claim(connection, prefix, day, count) - count + 1 for day, count in counts.items()}
+        numbers = []
+        for day in days:
+            numbers.append(following[day])
+            following[day] += 1
+    return [f"{prefix}{day:%Y%m%d}{number:05d}" for day, number in zip(days, numbers, strict=True)]
+
+
 def _claim(on, prefix: str, day: date, count: int) -> int:
     with on.cursor() as cursor:
         cursor.execute(_CLAIM_SQL, [prefix, day, count, count])

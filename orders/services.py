@@ -166,20 +166,42 @@ def _create_or_update(channel, data: dict, actor: Actor, source_raw_sha256: str 
     if existing is not None:
         return existing, _apply_channel_update(existing, data, digest, actor, source_raw_sha256)
 
-    amounts = order_amounts(data)
     placed_at = data.get("placed_at") or timezone.now()
+    order = new_order(channel, data, next_order_no(channel.order_prefix, placed_at),
+                      identity_for(*buyer_of(data)), placed_at=placed_at, source_hash=digest,
+                      source_raw_sha256=source_raw_sha256)
+    rowsql.insert_instance(order)
+    order.remember_saved_values()
+    OrderLine.objects.bulk_create(new_lines(order, data))
+    record_created(order, data, actor)
+    if data.get("status", Status.PENDING_PAYMENT) == Status.PENDING_PAYMENT:
+        original = duplicate_of(order)
+        if original is not None:
+            _merge_under(order, original, actor)
+            return order, "merged"
+    stock_flow.reserve_at_creation(order, actor)
+    _follow_channel_status(order, data, actor)
+    return order, "created"
+
+
+def buyer_of(data: dict) -> tuple[str, str, str]:
+    """(phone, name, address) that identify the buyer of an order input."""
     buyer = data.get("buyer") or {}
     receiver = data["receiver"]
-    order = Order(
-        order_no=next_order_no(channel.order_prefix, placed_at),
+    return buyer.get("phone") or receiver["phone"], buyer.get("name") or receiver["name"], receiver["address"]
+
+
+def new_order(channel, data: dict, order_no: str, customer, *, placed_at: datetime, source_hash: str,
+              source_raw_sha256: str | None) -> Order:
+    """The unsaved order of a validated order input, pending payment."""
+    amounts = order_amounts(data)
+    receiver = data["receiver"]
+    return Order(
+        order_no=order_no,
         channel=channel,
         external_order_id=data["external_order_id"],
-        customer=identity_for(
-            buyer.get("phone") or receiver["phone"],
-            buyer.get("name") or receiver["name"],
-            receiver["address"],
-        ),
-        buyer_name=buyer.get("name", ""),
+        customer=customer,
+        buyer_name=(data.get("buyer") or {}).get("name", ""),
         currency=data.get("currency", "CNY"),
         goods_amount=amounts["goods_amount"],
         shipping_fee=amounts["shipping_fee"],
@@ -193,12 +215,13 @@ def _create_or_update(channel, data: dict, actor: Actor, source_raw_sha256: str 
         receiver_address=receiver["address"],
         placed_at=placed_at,
         status_changed_at=placed_at,
-        source_hash=digest,
+        source_hash=source_hash,
         source_raw_sha256=source_raw_sha256 or "",
     )
-    rowsql.insert_instance(order)
-    order.remember_saved_values()
-    OrderLine.objects.bulk_create(
+
+
+def new_lines(order: Order, data: dict) -> list[OrderLine]:
+    return [
         OrderLine(
             order=order,
             line_no=number,
@@ -209,21 +232,16 @@ def _create_or_update(channel, data: dict, actor: Actor, source_raw_sha256: str 
             discount=line.get("discount", Decimal("0")),
         )
         for number, line in enumerate(data["lines"], start=1)
-    )
+    ]
+
+
+def record_created(order: Order, data: dict, actor: Actor) -> None:
     record_event(
-        order, track=Track.BUSINESS, kind=EventKind.TRANSITION, actor=actor, at=placed_at,
+        order, track=Track.BUSINESS, kind=EventKind.TRANSITION, actor=actor, at=order.placed_at,
         to_state=Status.PENDING_PAYMENT,
-        summary=f"order {order.order_no} created from {channel.code} {order.external_order_id}",
+        summary=f"order {order.order_no} created from {order.channel.code} {order.external_order_id}",
         payload={"lines": len(data["lines"]), "payable": str(order.payable_amount)},
     )
-    if data.get("status", Status.PENDING_PAYMENT) == Status.PENDING_PAYMENT:
-        original = duplicate_of(order)
-        if original is not None:
-            _merge_under(order, original, actor)
-            return order, "merged"
-    stock_flow.reserve_at_creation(order, actor)
-    _follow_channel_status(order, data, actor)
-    return order, "created"
 
 
 def duplicate_of(order: Order) -> Order | None:

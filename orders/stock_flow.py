@@ -15,11 +15,12 @@ from .events import SYSTEM, Actor, EventKind, Track, record_event
 from .models import Order, Status
 
 
-def _summary(reservations: list[Reservation]) -> str:
+def _summary(reservations: list[Reservation], codes: dict[int, str] | None = None) -> str:
     per_warehouse = Counter()
     for reservation in reservations:
         per_warehouse[reservation.warehouse_id] += reservation.quantity
-    codes = dict(Warehouse.objects.filter(pk__in=per_warehouse).values_list("pk", "code"))
+    if codes is None:
+        codes = dict(Warehouse.objects.filter(pk__in=per_warehouse).values_list("pk", "code"))
     return ", ".join(f"{codes[w]} × {q}" for w, q in sorted(per_warehouse.items()))
 
 
@@ -58,9 +59,14 @@ def reserve_or_hold(order: Order, actor: Actor) -> bool:
         transition(order, "hold", SYSTEM, reason=exc.detail, summary=f"on hold: {exc.detail}",
                    payload={"shortages": exc.extra.get("shortages", [])})
         return False
-    record_event(order, track=Track.SYSTEM, kind=EventKind.SYNC, actor=SYSTEM,
-                 summary=f"stock reserved: {_summary(reservations)}")
+    record_reserved(order, reservations)
     return True
+
+
+def record_reserved(order: Order, reservations: list[Reservation], codes: dict[int, str] | None = None) -> None:
+    """The timeline's note of a paid order's reservation (`codes`: warehouse codes by id)."""
+    record_event(order, track=Track.SYSTEM, kind=EventKind.SYNC, actor=SYSTEM,
+                 summary=f"stock reserved: {_summary(reservations, codes)}")
 
 
 def primary_warehouse(order: Order) -> int | None:

@@ -55,7 +55,8 @@ def test_pull_creates_every_order_once_and_a_second_pull_changes_nothing(sandbox
     assert second.window_start == first.window_end - timedelta(seconds=60)
 
 
-@override_settings(OMS_SANDBOX_ORDERS_PER_MINUTE=2, OMS_SANDBOX_FAULTS="duplicate_across_pages=1")
+# Enough orders in the 21-minute window for more than one page of 50 (a page boundary to repeat across).
+@override_settings(OMS_SANDBOX_ORDERS_PER_MINUTE=6, OMS_SANDBOX_FAULTS="duplicate_across_pages=1")
 def test_the_same_order_on_two_pages_makes_one_order(sandbox_channel):
     run = pull(sandbox_channel.pk)
 

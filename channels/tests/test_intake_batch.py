@@ -1,0 +1,167 @@
+"""New paid orders of a page made together (orders.batch): the same orders, events, stock
+reservations and ledger rows as one at a time, a statement count that does not grow with the
+page, and everything else still through `create_order`."""
+
+import re
+
+import pytest
+from django.db import connection
+from django.db.models import Sum
+from django.test.utils import CaptureQueriesContext
+
+from channels.intake import ingest_page
+from channels.tests.test_intake_page import body, generic_channel, unpaid
+from inventory import stock
+from inventory.models import MovementKind, Reservation, StockLevel, StockMovement
+from inventory.services import receive_stock
+from oms.tests.threads import run_together
+from orders import batch
+from orders.models import Order, OrderEvent
+from orders.tests.factories import SKUFactory, WarehouseFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+
+
+@pytest.fixture
+def stock_setup():
+    """Two warehouses (Shanghai serves 上海), three SKUs; SKU-003 has 3 units in all."""
+    shanghai, beijing = WarehouseFactory(code="WH-SH", provinces=["上海"]), WarehouseFactory(code="WH-BJ", provinces=["北京"])
+    for code in ("SKU-001", "SKU-002", "SKU-003"):
+        SKUFactory(code=code)
+    receive_stock(shanghai.code, "SKU-001", 100)
+    receive_stock(beijing.code, "SKU-001", 100)
+    receive_stock(beijing.code, "SKU-002", 100)
+    receive_stock(beijing.code, "SKU-003", 3)
+
+
+def line(sku: str, quantity: int, price: str = "10.00") -> dict:
+    return {"sku": sku, "quantity": quantity, "unit_price": price, "discount": "0.00"}
+
+
+def page_of(prefix: str, buyers: int) -> list[dict]:
+    """New paid orders routed every way, and the kinds that must not be made together. Each
+    channel has its own buyers (`buyers`): the duplicate merge looks across channels."""
+    def paid(n, lines, province="上海", **extra):
+        payable = sum(int(item["quantity"]) * float(item["unit_price"]) for item in lines)
+        receiver = {**body("x", buyers + n)["receiver"], "province": province}
+        return body(f"{prefix}{n}", buyers + n, lines=lines, receiver=receiver, payable=f"{payable:.2f}", **extra)
+
+    return [
+        paid(1, [line("SKU-001", 2)]),  # Shanghai serves 上海
+        paid(2, [line("SKU-001", 1), line("SKU-002", 1)]),  # only Beijing has both
+        paid(3, [line("SKU-003", 2)], province="北京"),
+        paid(4, [line("SKU-003", 2)]),  # 1 left: out of stock, held (one at a time)
+        paid(5, [line("SKU-001", 1)], province="北京"),
+        unpaid(f"{prefix}6", buyers + 6, lines=[line("SKU-001", 1)], payable="10.00"),  # unpaid: one at a time
+        body(f"{prefix}7", buyers + 7, lines=[line("SKU-001", 1)], payable="10.00", status="cancelled"),
+        paid(8, [line("SKU-002", 3)], receiver_note="x"),
+        paid(9, [line("SKU-001", 1)]),
+        paid(9, [line("SKU-001", 1)]),  # the same order twice in a page: one at a time
+    ]
+
+
+def what_was_made(channel) -> dict:
+    """Everything about the channel's orders but ids, order numbers and times."""
+    def plain(text, order) -> str:
+        text = re.sub(r"\b[A-Z]{2}\d{13}\b", "<order_no>", str(text)).replace(channel.code, "<ch>")
+        return text.replace(order.external_order_id, "<ext>")
+
+    made = {}
+    for order in Order.objects.filter(channel=channel).select_related("warehouse", "customer").order_by("external_order_id"):
+        key = order.external_order_id[1:]
+        made[key] = {
+            "order": (order.status, order.fulfilment, order.hold_reason, order.goods_amount, order.payable_amount,
+                      order.paid_at, order.placed_at, order.receiver_province, order.customer.strength,
+                      len(order.source_hash), bool(order.source_raw_sha256), order.merged_into_id,
+                      order.status_changed_at == (order.paid_at or order.placed_at)),
+            "lines": list(order.lines.order_by("line_no").values_list("line_no", "sku__code", "quantity", "unit_price")),
+            "events": [(e.track, e.kind, e.from_state, e.to_state, plain(e.actor, order), plain(e.summary, order),
+                        plain(e.payload, order))
+                       for e in OrderEvent.objects.filter(order=order).order_by("at", "pk")],
+            "reservations": sorted(Reservation.objects.filter(order=order).values_list(
+                "order_line__line_no", "warehouse__code", "sku__code", "quantity", "status")),
+            "movements": sorted(
+                (m.warehouse.code, m.sku.code, m.kind, m.on_hand_delta, m.reserved_delta, plain(m.reason, order),
+                 m.reference == order.order_no, m.reservation.order_line.line_no)
+                for m in StockMovement.objects.filter(order=order).select_related("warehouse", "sku", "reservation__order_line")),
+        }
+    return made
+
+
+def test_a_page_of_new_paid_orders_is_made_as_one_at_a_time_would_make_it(stock_setup, monkeypatch):
+    together, alone = generic_channel("TOGETHER"), generic_channel("ALONE")
+    before = dict(StockLevel.objects.values_list("pk", "reserved"))
+
+    made_together = ingest_page(together, page_of("T", 500), "pull")
+    reserved_by_together = {pk: r - before[pk] for pk, r in StockLevel.objects.values_list("pk", "reserved")}
+    # The second channel competes for the same stock: give it its own copy of what the first took.
+    for level in StockLevel.objects.all():
+        if reserved_by_together[level.pk]:
+            receive_stock(level.warehouse.code, level.sku.code, reserved_by_together[level.pk])
+    monkeypatch.setattr(batch, "can_batch", lambda channel, sku_ids: False)
+    made_alone = ingest_page(alone, page_of("A", 600), "pull")
+
+    assert [(r.result, r.reasons) for r in made_together] == [(r.result, r.reasons) for r in made_alone]
+    assert [r.result for r in made_together] == [
+        "created", "created", "created", "created", "created", "created", "created", "created", "created", "unchanged"]
+    assert Order.objects.get(channel=together, external_order_id="T4").status == "on_hold"  # out of stock
+    assert what_was_made(together) == what_was_made(alone)
+    assert Order.objects.get(channel=together, external_order_id="T2").warehouse is None  # approval allocates
+    assert set(Reservation.objects.filter(order__external_order_id="T2").values_list("warehouse__code", flat=True)) == {"WH-BJ"}
+
+
+def test_a_page_costs_the_same_statements_for_five_new_orders_or_fifty(stock_setup, settings):
+    settings.OMS_SCHEMA_LEARNING_PAYLOADS = 0  # drift observes payload by payload while it learns
+    channel = generic_channel("PAGED")
+    ingest_page(channel, [body("FIRST", 599, lines=[line("SKU-001", 1)], payable="10.00")], "pull")
+    counts = []
+    for size, start in ((5, 0), (50, 100)):
+        page = [body(f"Q{start + n}", 600 + start + n, lines=[line("SKU-001", 1)], payable="10.00")
+                for n in range(size)]
+        with CaptureQueriesContext(connection) as queries:
+            results = ingest_page(channel, page, "pull")
+        assert {r.result for r in results} == {"created"}
+        # The orders' statements (drift's own checks run on a clock of their own).
+        counts.append(sum(1 for q in queries.captured_queries if re.search(r"\b(orders|inventory)_", q["sql"])))
+    assert counts[0] == counts[1] < 20
+
+
+def test_reserving_for_many_changes_nothing_when_one_level_is_short(stock_setup):
+    levels = {(lv.warehouse.code, lv.sku.code): lv for lv in StockLevel.objects.select_related("warehouse", "sku")}
+    enough, short = levels[("WH-BJ", "SKU-001")], levels[("WH-BJ", "SKU-003")]
+    before = list(StockLevel.objects.order_by("pk").values_list("on_hand", "reserved", "version"))
+    movements = [
+        StockMovement(warehouse_id=enough.warehouse_id, sku_id=enough.sku_id, kind=MovementKind.RESERVE, reserved_delta=5),
+        StockMovement(warehouse_id=short.warehouse_id, sku_id=short.sku_id, kind=MovementKind.RESERVE, reserved_delta=2),
+        StockMovement(warehouse_id=short.warehouse_id, sku_id=short.sku_id, kind=MovementKind.RESERVE, reserved_delta=2),
+    ]
+    movement_count = StockMovement.objects.count()
+
+    assert stock.reserve_many(movements) is None  # 4 of SKU-003 wanted, 3 there
+
+    assert list(StockLevel.objects.order_by("pk").values_list("on_hand", "reserved", "version")) == before
+    assert StockMovement.objects.count() == movement_count
+    states = stock.reserve_many(movements[:2])
+    assert {(s.sku_id, s.reserved) for s in states} == {(enough.sku_id, 5), (short.sku_id, 2)}
+    assert StockMovement.objects.count() == movement_count + 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_pages_racing_for_the_last_units_never_oversell(stock_setup):
+    """SKU-003: 3 units, in Beijing only. Two pulls of two channels, each with three orders of
+    one unit, at once: both plan against the same stock; the one that locks second finds it
+    gone, writes nothing of its page and makes its orders one at a time (the short ones held)."""
+    first, second = generic_channel("RACE-1"), generic_channel("RACE-2")
+    pages = [[body(f"{prefix}{n}", buyers + n, lines=[line("SKU-003", 1)], payable="10.00") for n in range(3)]
+             for prefix, buyers in (("R", 700), ("S", 800))]
+
+    outcomes = run_together([lambda: ingest_page(first, pages[0], "pull"), lambda: ingest_page(second, pages[1], "pull")])
+
+    assert [kind for kind, _ in outcomes] == ["ok", "ok"], outcomes
+    level = StockLevel.objects.get(sku__code="SKU-003")
+    assert (level.on_hand, level.reserved) == (3, 3)
+    orders = Order.objects.filter(channel__in=[first, second])
+    assert orders.count() == 6
+    assert sorted(orders.values_list("status", flat=True)) == ["on_hold"] * 3 + ["paid"] * 3
+    assert Reservation.objects.filter(sku__code="SKU-003", status="active").aggregate(n=Sum("quantity"))["n"] == 3
+    assert StockMovement.objects.filter(sku__code="SKU-003", kind=MovementKind.RESERVE).count() == 3

@@ -1,0 +1,88 @@
+"""New paid orders created a page at a time (channel intake, PostgreSQL).
+
+`create_order` makes one order with some twenty statements; a pull brings a hundred new
+orders a page. For the common case, new orders the channel already reports paid, this makes
+the page's orders the same way — the same rows, the same timeline events through the same
+transitions, stock routed and reserved by the same rules — with a dozen statements for the
+page: identities, order numbers and stock in one go each, every row inserted by COPY.
+Orders that need more than that (a merge, a hold, an approval policy to consult, a promotion
+cap to claim, a channel that reserves before payment) go through `create_order`: the caller
+asks `can_batch` first.
+"""
+
+from django.db import connection
+from django.utils import timezone
+
+from inventory.batch import Request, plan_together, reserve_planned
+from inventory.models import ChannelListing, Warehouse
+from oms import rowsql
+
+from . import services, stock_flow
+from .approvals import active_policies
+from .events import Actor, collected_events
+from .identity import identities_for
+from .models import Order, OrderLine
+from .numbers import next_order_nos
+
+
+class StockMoved(Exception):
+    """Another process reserved some of the stock the page's plan counted on. Nothing was
+    written; the caller creates those orders one at a time."""
+
+
+def can_batch(channel, sku_ids) -> bool:
+    """Whether new paid orders of this channel with these SKUs may be made by `create_paid_orders`."""
+    return (
+        connection.vendor == "postgresql"
+        and channel.reserve_on != "creation"
+        and not active_policies()
+        and not ChannelListing.objects.filter(channel=channel, sku_id__in=set(sku_ids),
+                                              promo_cap__isnull=False).exists()
+    )
+
+
+def create_paid_orders(channel, entries: list[tuple[dict, str]], actor: Actor) -> list[Order | None]:
+    """Create these new orders, each paid on the channel, as `create_order` would. An entry is
+    (validated order input with status paid, raw digest to remember). Returns each entry's
+    order, or None for one that cannot be reserved in full (left to `create_order`, which holds
+    it with the reason). Inside the caller's transaction; raises StockMoved."""
+    now = timezone.now()
+    order_pks = rowsql.draw_pks(Order, len(entries))
+    line_pks = iter(rowsql.draw_pks(OrderLine, sum(len(data["lines"]) for data, _ in entries)))
+    made, requests = [], []
+    for (data, remember), pk in zip(entries, order_pks, strict=True):
+        order = services.new_order(channel, data, "", None, placed_at=data.get("placed_at") or now,
+                                   source_hash=services.payload_hash(data), source_raw_sha256=remember)
+        order.pk = pk
+        lines = services.new_lines(order, data)
+        for line in lines:
+            line.pk = next(line_pks)
+        made.append((order, lines, data))
+        requests.append(Request(order, sorted(((line.pk, line.sku_id, line.quantity) for line in lines),
+                                              key=lambda line: (line[1], line[0]))))
+    plans = plan_together(requests)
+    chosen = [i for i, plan in enumerate(plans) if not plan.shortages]
+    numbers = next_order_nos(channel.order_prefix, [made[i][0].placed_at for i in chosen])
+    customers = identities_for([services.buyer_of(made[i][2]) for i in chosen])
+    for i, order_no, customer in zip(chosen, numbers, customers, strict=True):
+        made[i][0].order_no, made[i][0].customer = order_no, customer
+    reservations = reserve_planned([requests[i] for i in chosen], [plans[i] for i in chosen])
+    if reservations is None:
+        raise StockMoved
+    codes = dict(Warehouse.objects.values_list("pk", "code"))
+    with collected_events() as events:
+        for i, reserved in zip(chosen, reservations, strict=True):
+            order, _, data = made[i]
+            services.record_created(order, data, actor)
+            services.transition(order, "mark_paid", actor, at=data.get("paid_at") or timezone.now(), save=False)
+            stock_flow.record_reserved(order, reserved, codes)
+    orders = [made[i][0] for i in chosen]
+    rowsql.copy_instances(orders)
+    rowsql.copy_instances([line for i in chosen for line in made[i][1]])
+    rowsql.copy_instances(events)
+    for order in orders:
+        order.remember_saved_values()
+    found: list[Order | None] = [None] * len(entries)
+    for i in chosen:
+        found[i] = made[i][0]
+    return found
