@@ -56,6 +56,14 @@ def prepare(channel_code: str):
 
 
 def _worker(channel_id, raws, results):
+    try:
+        _ingest(channel_id, raws, results)
+    except BaseException as exc:  # the parent waits for one reply per worker: never leave it waiting
+        results.put(exc)
+        raise
+
+
+def _ingest(channel_id, raws, results):
     import django
 
     django.setup()
@@ -94,7 +102,10 @@ def run(channel_id, raws) -> tuple[float, dict, dict]:
         worker.start()
     counts, cpu = {}, {"python": 0.0, "postgres": 0.0}
     for _ in workers:
-        worker_counts, worker_cpu = results.get()
+        reply = results.get()
+        if isinstance(reply, BaseException):
+            raise RuntimeError("an ingest worker failed") from reply
+        worker_counts, worker_cpu = reply
         for key, value in worker_counts.items():
             counts[key] = counts.get(key, 0) + value
         for key, value in worker_cpu.items():

@@ -38,8 +38,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
+from psycopg.errors import DeadlockDetected
 
 from inventory.models import SKU
 from oms import rowsql
@@ -214,7 +215,7 @@ def ingest_page(channel: Channel, raws: list, source: str, sync_run=None,
                 prepared.append((index, payload, item, exc))
     page.load_skus(str(line.get("sku", "")) for *_, data in prepared if isinstance(data, dict)
                    for line in data.get("lines") or [] if isinstance(line, dict))
-    for index, result in _apply_new_paid_together(page, prepared).items():
+    for index, result in _apply_new_together(page, prepared).items():
         results[index] = result
     for index, payload, item, data in prepared:
         if results[index] is not None:
@@ -226,15 +227,15 @@ def ingest_page(channel: Channel, raws: list, source: str, sync_run=None,
     return results
 
 
-def _apply_new_paid_together(page: Page, prepared: list) -> dict[int, IngestResult]:
-    """The page's new orders that arrive paid and fit to ship, created together
+def _apply_new_together(page: Page, prepared: list) -> dict[int, IngestResult]:
+    """The page's new orders that arrive paid (and fit to ship) or closed, created together
     (orders.batch) in one transaction with their payloads' outcomes; by index. Any other, or
     all of them when the page's stock moved meanwhile, goes through `_apply` one at a time."""
     seen = Counter(str(data.get("external_order_id", "")) for *_, data in prepared if isinstance(data, dict))
     repeated = {external_id for external_id, count in seen.items() if count > 1}
     chosen = []
     for index, payload, item, data in prepared:
-        if not isinstance(data, dict) or data.get("status") != Status.PAID:
+        if not isinstance(data, dict) or data.get("status") not in batch.BATCHABLE:
             continue
         external_id = str(data.get("external_order_id", ""))
         if not external_id or external_id in page.known_orders or external_id in repeated:
@@ -251,13 +252,17 @@ def _apply_new_paid_together(page: Page, prepared: list) -> dict[int, IngestResu
     results = {}
     try:
         with transaction.atomic():
-            orders = batch.create_paid_orders(page.channel, [(data, key) for *_, data, key in chosen],
+            orders = batch.create_orders(page.channel, [(data, key) for *_, data, key in chosen],
                                               Actor.for_channel(page.channel))
             done = [(index, payload, order) for (index, payload, _, _), order in zip(chosen, orders, strict=True)
                     if order is not None]
             _finish_created(done)
     except (batch.StockMoved, IntegrityError):
         return {}  # a concurrent reservation or delivery of one of them: one at a time, then
+    except OperationalError as exc:
+        if not isinstance(exc.__cause__, DeadlockDetected):
+            raise
+        return {}  # PostgreSQL chose this page to give way to another: one at a time, then
     for index, payload, order in done:
         page.known_orders.add(order.external_order_id)
         results[index] = IngestResult(RawPayload.Outcome.CREATED, order.order_no, payload.pk, [])

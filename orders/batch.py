@@ -1,8 +1,8 @@
-"""New paid orders created a page at a time (channel intake, PostgreSQL).
+"""New orders created a page at a time (channel intake, PostgreSQL).
 
 `create_order` makes one order with some twenty statements; a pull brings a hundred new
-orders a page. For the common case, new orders the channel already reports paid, this makes
-the page's orders the same way — the same rows, the same timeline events through the same
+orders a page. For the common case, new orders the channel already reports paid (or closed:
+cancelled, refunded), this makes the page's orders the same way — the same rows, the same timeline events through the same
 transitions, stock routed and reserved by the same rules — with a dozen statements for the
 page: identities, order numbers and stock in one go each, every row inserted by COPY.
 Orders that need more than that (a merge, a hold, an approval policy to consult, a promotion
@@ -21,7 +21,7 @@ from . import services, stock_flow
 from .approvals import active_policies
 from .events import Actor, collected_events
 from .identity import identities_for
-from .models import Order, OrderLine
+from .models import Order, OrderLine, Status
 from .numbers import next_order_nos
 
 
@@ -31,7 +31,7 @@ class StockMoved(Exception):
 
 
 def can_batch(channel, sku_ids) -> bool:
-    """Whether new paid orders of this channel with these SKUs may be made by `create_paid_orders`."""
+    """Whether new orders of this channel with these SKUs may be made by `create_orders`."""
     return (
         connection.vendor == "postgresql"
         and channel.reserve_on != "creation"
@@ -41,11 +41,14 @@ def can_batch(channel, sku_ids) -> bool:
     )
 
 
-def create_paid_orders(channel, entries: list[tuple[dict, str]], actor: Actor) -> list[Order | None]:
-    """Create these new orders, each paid on the channel, as `create_order` would. An entry is
-    (validated order input with status paid, raw digest to remember). Returns each entry's
-    order, or None for one that cannot be reserved in full (left to `create_order`, which holds
-    it with the reason). Inside the caller's transaction; raises StockMoved."""
+BATCHABLE = (Status.PAID, Status.CANCELLED, Status.REFUNDED)
+
+
+def create_orders(channel, entries: list[tuple[dict, str]], actor: Actor) -> list[Order | None]:
+    """Create these new orders as `create_order` would. An entry is (validated order input
+    with a status in BATCHABLE, raw digest to remember). Returns each entry's order, or None
+    for a paid one that cannot be reserved in full (left to `create_order`, which holds it
+    with the reason). Inside the caller's transaction; raises StockMoved."""
     now = timezone.now()
     order_pks = rowsql.draw_pks(Order, len(entries))
     line_pks = iter(rowsql.draw_pks(OrderLine, sum(len(data["lines"]) for data, _ in entries)))
@@ -60,23 +63,28 @@ def create_paid_orders(channel, entries: list[tuple[dict, str]], actor: Actor) -
         made.append((order, lines, data))
         requests.append(Request(order, sorted(((line.pk, line.sku_id, line.quantity) for line in lines),
                                               key=lambda line: (line[1], line[0]))))
-    plans = plan_together(requests)
-    chosen = [i for i, plan in enumerate(plans) if not plan.shortages]
+    paid = [i for i, (_, _, data) in enumerate(made) if data["status"] == Status.PAID]
+    plans = dict(zip(paid, plan_together([requests[i] for i in paid]) if paid else [], strict=True))
+    chosen = [i for i in range(len(made)) if i not in plans or not plans[i].shortages]
+    reserving = [i for i in chosen if i in plans]
     numbers = next_order_nos(channel.order_prefix, [made[i][0].placed_at for i in chosen])
     customers = identities_for([services.buyer_of(made[i][2]) for i in chosen])
     for i, order_no, customer in zip(chosen, numbers, customers, strict=True):
         made[i][0].order_no, made[i][0].customer = order_no, customer
-    reservations = reserve_planned([requests[i] for i in chosen], [plans[i] for i in chosen])
+    reservations = reserve_planned([requests[i] for i in reserving], [plans[i] for i in reserving]) if reserving else []
     if reservations is None:
         raise StockMoved
-    codes = dict(Warehouse.objects.values_list("pk", "code"))
+    reserved = dict(zip(reserving, reservations, strict=True))
+    codes = dict(Warehouse.objects.values_list("pk", "code")) if reserving else {}
     with collected_events() as events:
-        for i, reserved in zip(chosen, reservations, strict=True):
+        for i in chosen:
             order, _, data = made[i]
             services.record_created(order, data, actor)
-            services.transition(order, "mark_paid", actor, at=data.get("paid_at") or timezone.now(), save=False)
-            stock_flow.record_reserved(order, reserved, codes)
-    orders = [made[i][0] for i in chosen]
+            services.follow_channel_status(order, data, actor, batch=True)
+            if i in reserved:
+                stock_flow.record_reserved(order, reserved[i], codes)
+    # In channel order id order: two pages sharing an order wait for each other, never in a circle.
+    orders = sorted((made[i][0] for i in chosen), key=lambda order: order.external_order_id)
     rowsql.copy_instances(orders)
     rowsql.copy_instances([line for i in chosen for line in made[i][1]])
     rowsql.copy_instances(events)

@@ -79,7 +79,8 @@ def identities_for(buyers: list[tuple[str, str, str]]) -> list[CustomerIdentity 
     new = {identity.key: identity for identity in wanted if identity is not None}
     if not new:
         return wanted
-    CustomerIdentity.objects.bulk_create(new.values(), ignore_conflicts=True)
+    # In key order: two pages with buyers in common wait for each other, never in a circle.
+    CustomerIdentity.objects.bulk_create([new[key] for key in sorted(new)], ignore_conflicts=True)
     saved = CustomerIdentity.objects.in_bulk(list(new), field_name="key")
     return [None if identity is None else saved[identity.key] for identity in wanted]
 

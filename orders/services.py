@@ -105,7 +105,7 @@ def transition(
         summary=summary or f"{before} → {getattr(order, field)}",
         payload=payload,
     )
-    if field == "status" and order.status in APPROVAL_ENDS:
+    if field == "status" and order.status in APPROVAL_ENDS and not order._state.adding:  # a new order waits for nobody
         from . import approvals
 
         approvals.withdraw_pending(order, at)
@@ -180,7 +180,7 @@ def _create_or_update(channel, data: dict, actor: Actor, source_raw_sha256: str 
             _merge_under(order, original, actor)
             return order, "merged"
     stock_flow.reserve_at_creation(order, actor)
-    _follow_channel_status(order, data, actor)
+    follow_channel_status(order, data, actor)
     return order, "created"
 
 
@@ -275,22 +275,27 @@ def _merge_under(duplicate: Order, original: Order, actor: Actor) -> None:
                  payload={"duplicate": duplicate.order_no})
 
 
-def _follow_channel_status(order: Order, data: dict, actor: Actor) -> None:
+def follow_channel_status(order: Order, data: dict, actor: Actor, *, batch: bool = False) -> None:
+    """Move the order where the channel says it is. With `batch` the order is new and made
+    with others (orders.batch): the transitions are not saved (the batch inserts the order as
+    they leave it) and its stock is the batch's business."""
     wanted = data.get("status") or Status.PENDING_PAYMENT  # None: the channel has no news
     was_paid = wanted in (Status.PAID, Status.REFUNDED) or (
         wanted == Status.CANCELLED and data.get("paid_at")
     )
     if was_paid and order.status == Status.PENDING_PAYMENT:
-        transition(order, "mark_paid", actor, at=data.get("paid_at") or timezone.now())
-        if wanted == Status.PAID:
+        transition(order, "mark_paid", actor, at=data.get("paid_at") or timezone.now(), save=not batch)
+        if wanted == Status.PAID and not batch:
             stock_flow.reserve_or_hold(order, actor)
             _start_approval(order, actor)
     if wanted == Status.CANCELLED and can_proceed(order.cancel):
-        transition(order, "cancel", actor, reason="cancelled on the channel")
-        stock_flow.release(order, "cancelled on the channel")
+        transition(order, "cancel", actor, reason="cancelled on the channel", save=not batch)
+        if not batch:
+            stock_flow.release(order, "cancelled on the channel")
     if wanted == Status.REFUNDED and can_proceed(order.start_refund):
-        transition(order, "start_refund", actor, summary="refunded on the channel")
-        stock_flow.release(order, "refunded on the channel")
+        transition(order, "start_refund", actor, summary="refunded on the channel", save=not batch)
+        if not batch:
+            stock_flow.release(order, "refunded on the channel")
 
 
 def _apply_channel_update(order: Order, data: dict, digest: str, actor: Actor,
@@ -302,7 +307,7 @@ def _apply_channel_update(order: Order, data: dict, digest: str, actor: Actor,
             order.source_raw_sha256 = source_raw_sha256
         return "unchanged"
     before = order.status
-    _follow_channel_status(order, data, actor)
+    follow_channel_status(order, data, actor)
     order.source_hash = digest
     update_fields = ["source_hash", "updated_at"]
     if source_raw_sha256 is not None:

@@ -57,6 +57,8 @@ def page_of(prefix: str, buyers: int) -> list[dict]:
         paid(8, [line("SKU-002", 3)], receiver_note="x"),
         paid(9, [line("SKU-001", 1)]),
         paid(9, [line("SKU-001", 1)]),  # the same order twice in a page: one at a time
+        paid(10, [line("SKU-002", 1)], status="refunded"),
+        paid(11, [line("SKU-002", 1)], status="cancelled", paid_at=None),  # closed unpaid
     ]
 
 
@@ -103,7 +105,10 @@ def test_a_page_of_new_paid_orders_is_made_as_one_at_a_time_would_make_it(stock_
 
     assert [(r.result, r.reasons) for r in made_together] == [(r.result, r.reasons) for r in made_alone]
     assert [r.result for r in made_together] == [
-        "created", "created", "created", "created", "created", "created", "created", "created", "created", "unchanged"]
+        "created", "created", "created", "created", "created", "created", "created", "created", "created", "unchanged",
+        "created", "created"]
+    statuses = dict(Order.objects.filter(channel=together).values_list("external_order_id", "status"))
+    assert [statuses[f"T{n}"] for n in (7, 10, 11)] == ["cancelled", "refunding", "cancelled"]
     assert Order.objects.get(channel=together, external_order_id="T4").status == "on_hold"  # out of stock
     assert what_was_made(together) == what_was_made(alone)
     assert Order.objects.get(channel=together, external_order_id="T2").warehouse is None  # approval allocates
