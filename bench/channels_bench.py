@@ -20,6 +20,9 @@ from bench.common import print_table, process_cpu_seconds, setup_django
 ORDERS = int(os.environ.get("OMS_BENCH_INGEST_ORDERS", "4000"))
 PROCESSES = int(os.environ.get("OMS_BENCH_PROCESSES", "4"))
 PAGE = int(os.environ.get("OMS_BENCH_INGEST_PAGE", "100"))
+# With an approval policy active (orders of 5,000 or more wait for ops), every paid order also
+# goes through the approval workflow: most are approved and allocated on the spot.
+APPROVALS = os.environ.get("OMS_BENCH_INGEST_APPROVALS", "") == "1"
 SKUS = ("SKU-TEA-001", "SKU-TEA-002", "SKU-CUP-001", "SKU-POT-001", "SKU-GIFT-01")
 
 
@@ -52,6 +55,11 @@ def prepare(channel_code: str):
         SKU.objects.get_or_create(code=code, defaults={"barcode": f"bench-{code}", "name": code})
         receive_stock(warehouse.code, code, 10_000_000, reference="bench")
     channel, _ = Channel.objects.get_or_create(code=channel_code, defaults={"name": "Bench", "kind": "sandbox"})
+    from orders.models import ApprovalLevel, ApprovalPolicy
+
+    policy, _ = ApprovalPolicy.objects.get_or_create(name="bench: big orders", defaults={"min_amount": 5000})
+    ApprovalLevel.objects.get_or_create(policy=policy, position=1, defaults={"approver_group": "ops"})
+    ApprovalPolicy.objects.filter(pk=policy.pk).update(active=APPROVALS)
     return channel.pk
 
 
@@ -127,7 +135,7 @@ def main():
         return f"{cpu[kind] * 1000 / ORDERS:.2f}"
 
     print_table(f"Issue 5 — ingestion of {ORDERS:,} sandbox (Taobao-format) orders, {PROCESSES} processes, "
-                f"pages of {PAGE}, PostgreSQL", [
+                f"pages of {PAGE}{', an approval policy active' if APPROVALS else ''}, PostgreSQL", [
         {"pass": "new orders", "seconds": f"{new_seconds:.1f}", "orders/s": f"{ORDERS / new_seconds:.0f}",
          "python cpu ms/order": cpu_ms(new_cpu, "python"), "postgres cpu ms/order": cpu_ms(new_cpu, "postgres"),
          "results": new_counts, "target": ">= 1,000/s"},

@@ -63,11 +63,18 @@ def policy_matches(policy: ApprovalPolicy, order: Order, customer_level: str, ca
     return not policy.sku_categories or bool(categories & set(policy.sku_categories))
 
 
-def matching_policy(order: Order, policies: list[ApprovalPolicy] | None = None) -> ApprovalPolicy | None:
+def new_order_facts(order: Order, lines) -> tuple[str, set[str]]:
+    """`_order_facts` of an order built in memory with these lines (orders.batch)."""
+    level = (order.customer.level if order.customer else None) or CustomerIdentity.Level.NORMAL
+    return level, {line.sku.category for line in lines}
+
+
+def matching_policy(order: Order, policies: list[ApprovalPolicy] | None = None,
+                    facts: tuple[str, set[str]] | None = None) -> ApprovalPolicy | None:
     policies = active_policies() if policies is None else policies
     if not policies:
         return None
-    level, categories = _order_facts(order)
+    level, categories = facts or _order_facts(order)
     return next((p for p in policies if policy_matches(p, order, level, categories)), None)
 
 
@@ -84,24 +91,30 @@ def _approver_label(task: ApprovalTask) -> str:
     return " or ".join(names) or "nobody"
 
 
-def start_approval(order: Order, actor: Actor, at: datetime | None = None) -> ApprovalTask | None:
+def start_approval(order: Order, actor: Actor, at: datetime | None = None, *,
+                   policies: list[ApprovalPolicy] | None = None, facts: tuple[str, set[str]] | None = None,
+                   known=None) -> ApprovalTask | None:
     """On a locked order that just became paid, in the caller's transaction: open the first
     level's task of the matching policy, or approve it when it matches none (only if some
-    policy is active at all). Returns the pending task, if any. Safe to call again."""
+    policy is active at all). Returns the pending task, if any. Safe to call again.
+
+    orders.batch, for a new order built in memory, passes what it knows instead of having it
+    read again: the active `policies` (once a page), the order's `facts` (new_order_facts) and
+    `known` (stock_flow.KnownStock)."""
     if order.status not in AWAITING:
         return None
-    policies = active_policies()
+    policies = active_policies() if policies is None else policies
     if not policies:
         return None  # no approval policy configured: ops approve by hand, as before
-    waiting = pending_task(order)
+    waiting = None if order._state.adding else pending_task(order)  # a new order has no task yet
     if waiting is not None:
         return waiting
     at = at or timezone.now()
-    policy = matching_policy(order, policies)
+    policy = matching_policy(order, policies, facts)
     if policy is None:
         checked = {"policies_checked": [p.name for p in policies]}
         if order.status == Status.PAID:
-            services.approve_locked(order, SYSTEM, at=at, summary=AUTO_APPROVED, payload=checked)
+            services.approve_locked(order, SYSTEM, at=at, summary=AUTO_APPROVED, payload=checked, known=known)
         else:
             record_event(order, track=Track.SYSTEM, kind=EventKind.NOTE, actor=SYSTEM, at=at,
                          summary="below approval policy thresholds: approved when the hold is released",

@@ -5,9 +5,11 @@ orders a page. For the common case, new orders the channel already reports paid 
 cancelled, refunded), this makes the page's orders the same way — the same rows, the same timeline events through the same
 transitions, stock routed and reserved by the same rules — with a dozen statements for the
 page: identities, order numbers and stock in one go each, every row inserted by COPY.
-Orders that need more than that (a merge, a hold, an approval policy to consult, a promotion
-cap to claim, a channel that reserves before payment) go through `create_order`: the caller
-asks `can_batch` first.
+When approval policies are active, each paid order enters the approval workflow through the
+same `approvals.start_approval`, told what the batch knows (policies, buyer level, SKU
+categories, reservations): approved and allocated in memory, or given its task (one
+statement). Orders that need more (a merge, a hold, a promotion cap to claim, a channel that
+reserves before payment) go through `create_order`: the caller asks `can_batch` first.
 """
 
 from django.db import connection
@@ -18,7 +20,7 @@ from inventory.models import ChannelListing, Warehouse
 from oms import rowsql
 
 from . import services, stock_flow
-from .approvals import active_policies
+from .approvals import active_policies, new_order_facts
 from .events import Actor, collected_events
 from .identity import identities_for
 from .models import Order, OrderLine, Status
@@ -35,7 +37,6 @@ def can_batch(channel, sku_ids) -> bool:
     return (
         connection.vendor == "postgresql"
         and channel.reserve_on != "creation"
-        and not active_policies()
         and not ChannelListing.objects.filter(channel=channel, sku_id__in=set(sku_ids),
                                               promo_cap__isnull=False).exists()
     )
@@ -76,13 +77,17 @@ def create_orders(channel, entries: list[tuple[dict, str]], actor: Actor) -> lis
         raise StockMoved
     reserved = dict(zip(reserving, reservations, strict=True))
     codes = dict(Warehouse.objects.values_list("pk", "code")) if reserving else {}
+    policies = active_policies() if reserving else []
     with collected_events() as events:
         for i in chosen:
-            order, _, data = made[i]
+            order, lines, data = made[i]
             services.record_created(order, data, actor)
             services.follow_channel_status(order, data, actor, batch=True)
             if i in reserved:
                 stock_flow.record_reserved(order, reserved[i], codes)
+                if policies:
+                    services.start_approval(order, actor, policies=policies, facts=new_order_facts(order, lines),
+                                            known=stock_flow.KnownStock(reserved[i], codes))
     # In channel order id order: two pages sharing an order wait for each other, never in a circle.
     orders = sorted((made[i][0] for i in chosen), key=lambda order: order.external_order_id)
     rowsql.copy_instances(orders)

@@ -67,7 +67,8 @@ def transition(
     `check_permission=False` is for a caller that authorised the actor itself: an approver
     decides an approval task by being its assignee, not by holding `orders.approve_order`.
     `save=False` leaves the UPDATE to the caller, in the same transaction: two transitions in a
-    row are written by one statement."""
+    row are written by one statement. An order not inserted yet (orders.batch builds new
+    orders in memory) is not saved either: the batch inserts it as its transitions leave it."""
     method = getattr(order, name)
     fsm_transition = next(iter(method._django_fsm.transitions.values()))
     field = method._django_fsm.field.name
@@ -92,7 +93,7 @@ def transition(
     method(at=at, **kwargs)
     if field == "status":
         order.status_changed_at = at
-    if save:
+    if save and not order._state.adding:
         order.save_changes()
     record_event(
         order,
@@ -287,7 +288,7 @@ def follow_channel_status(order: Order, data: dict, actor: Actor, *, batch: bool
         transition(order, "mark_paid", actor, at=data.get("paid_at") or timezone.now(), save=not batch)
         if wanted == Status.PAID and not batch:
             stock_flow.reserve_or_hold(order, actor)
-            _start_approval(order, actor)
+            start_approval(order, actor)
     if wanted == Status.CANCELLED and can_proceed(order.cancel):
         transition(order, "cancel", actor, reason="cancelled on the channel", save=not batch)
         if not batch:
@@ -331,14 +332,15 @@ def mark_paid(order: Order, actor: Actor, *, at: datetime, summary: str, payload
     transition(order, "mark_paid", actor, at=at, kind=EventKind.PAYMENT, summary=summary,
                payload=payload)
     stock_flow.reserve_or_hold(order, actor)
-    _start_approval(order, actor)
+    start_approval(order, actor)
 
 
-def _start_approval(order: Order, actor: Actor) -> None:
-    """A paid order (or one the stock check just put on hold) enters the approval workflow."""
+def start_approval(order: Order, actor: Actor, **known) -> None:
+    """A paid order (or one the stock check just put on hold) enters the approval workflow
+    (`known`: what orders.batch knows of a new order, see approvals.start_approval)."""
     from . import approvals
 
-    approvals.start_approval(order, actor)
+    approvals.start_approval(order, actor, **known)
 
 
 @transaction.atomic
@@ -353,14 +355,17 @@ def approve_order(order_no: str, actor: Actor, at: datetime | None = None) -> Or
 
 
 def approve_locked(order: Order, actor: Actor, *, at: datetime | None = None, summary: str = "",
-                   payload: dict | None = None, check_permission: bool = True) -> Order:
+                   payload: dict | None = None, check_permission: bool = True,
+                   known: stock_flow.KnownStock | None = None) -> Order:
     """On a locked order: paid → approved, then allocate it to the warehouse of its
-    reservation (reserving first if it holds none; out of stock puts it on hold)."""
+    reservation (reserving first if it holds none; out of stock puts it on hold). `known`: the
+    reservations orders.batch just made for a new order."""
     transition(order, "approve", actor, at=at, summary=summary, payload=payload,
                check_permission=check_permission)
-    if not stock_flow.has_reservations(order) and not stock_flow.reserve_or_hold(order, SYSTEM):
+    reserved = bool(known.reservations) if known else stock_flow.has_reservations(order)
+    if not reserved and not stock_flow.reserve_or_hold(order, SYSTEM):
         return order
-    stock_flow.allocate(order, SYSTEM, at=at)
+    stock_flow.allocate(order, SYSTEM, at=at, known=known)
     return order
 
 

@@ -5,6 +5,7 @@ Called by orders.services with the order row locked, inside its transaction.
 """
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 
 from inventory import services as inventory
@@ -13,6 +14,15 @@ from oms import rowsql
 
 from .events import SYSTEM, Actor, EventKind, Track, record_event
 from .models import Order, Status
+
+
+@dataclass(frozen=True)
+class KnownStock:
+    """What a batch (orders.batch) knows of a new order's stock without asking the database:
+    the reservations it just made, and the warehouses' codes."""
+
+    reservations: list[Reservation]
+    warehouse_codes: dict[int, str]
 
 
 def _summary(reservations: list[Reservation], codes: dict[int, str] | None = None) -> str:
@@ -69,23 +79,25 @@ def record_reserved(order: Order, reservations: list[Reservation], codes: dict[i
                  summary=f"stock reserved: {_summary(reservations, codes)}")
 
 
-def primary_warehouse(order: Order) -> int | None:
+def primary_warehouse(order: Order, known: KnownStock | None = None) -> int | None:
     """The warehouse holding most of the order's reserved units."""
     units = Counter()
-    for warehouse_id, quantity in inventory.active_reservations(order).values_list("warehouse_id", "quantity"):
+    held = ((r.warehouse_id, r.quantity) for r in known.reservations) if known else \
+        inventory.active_reservations(order).values_list("warehouse_id", "quantity")
+    for warehouse_id, quantity in held:
         units[warehouse_id] += quantity
     return units.most_common(1)[0][0] if units else None
 
 
-def allocate(order: Order, actor: Actor, at: datetime | None = None) -> None:
+def allocate(order: Order, actor: Actor, at: datetime | None = None, known: KnownStock | None = None) -> None:
     """An approved order is allocated to the warehouse its reservation is in."""
     from .services import transition
 
-    warehouse_id = primary_warehouse(order)
+    warehouse_id = primary_warehouse(order, known)
     if warehouse_id is None or order.fulfilment != "unallocated":
         return
     order.warehouse_id = warehouse_id
-    code = Warehouse.objects.get(pk=warehouse_id).code
+    code = known.warehouse_codes[warehouse_id] if known else Warehouse.objects.get(pk=warehouse_id).code
     transition(order, "allocate", actor, at=at, summary=f"allocated to {code} (automatic routing)",
                payload={"warehouse": code, "automatic": True})
 

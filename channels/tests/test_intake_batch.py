@@ -3,6 +3,7 @@ reservations and ledger rows as one at a time, a statement count that does not g
 page, and everything else still through `create_order`."""
 
 import re
+from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -16,7 +17,7 @@ from inventory.models import MovementKind, Reservation, StockLevel, StockMovemen
 from inventory.services import receive_stock
 from oms.tests.threads import run_together
 from orders import batch
-from orders.models import Order, OrderEvent
+from orders.models import ApprovalLevel, ApprovalPolicy, ApprovalTask, Order, OrderEvent
 from orders.tests.factories import SKUFactory, WarehouseFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
@@ -66,6 +67,8 @@ def what_was_made(channel) -> dict:
     """Everything about the channel's orders but ids, order numbers and times."""
     def plain(text, order) -> str:
         text = re.sub(r"\b[A-Z]{2}\d{13}\b", "<order_no>", str(text)).replace(channel.code, "<ch>")
+        text = re.sub(r"'approval_task': \d+", "'approval_task': <id>", text)
+        text = re.sub(r"due \d{4}-\d\d-\d\d \d\d:\d\d", "due <time>", text)  # now + the level's hours
         return text.replace(order.external_order_id, "<ext>")
 
     made = {}
@@ -76,6 +79,8 @@ def what_was_made(channel) -> dict:
                       order.paid_at, order.placed_at, order.receiver_province, order.customer.strength,
                       len(order.source_hash), bool(order.source_raw_sha256), order.merged_into_id,
                       order.status_changed_at == (order.paid_at or order.placed_at)),
+            "warehouse": order.warehouse and order.warehouse.code,
+            "approval": list(order.approval_tasks.values_list("policy__name", "level", "status", "assignee_group")),
             "lines": list(order.lines.order_by("line_no").values_list("line_no", "sku__code", "quantity", "unit_price")),
             "events": [(e.track, e.kind, e.from_state, e.to_state, plain(e.actor, order), plain(e.summary, order),
                         plain(e.payload, order))
@@ -90,7 +95,11 @@ def what_was_made(channel) -> dict:
     return made
 
 
-def test_a_page_of_new_paid_orders_is_made_as_one_at_a_time_would_make_it(stock_setup, monkeypatch):
+@pytest.mark.parametrize("approval_policy", [False, True], ids=["no-approvals", "approval-policy"])
+def test_a_page_of_new_orders_is_made_as_one_at_a_time_would_make_it(stock_setup, monkeypatch, approval_policy):
+    if approval_policy:  # orders of 25.00 or more wait for ops; the others are approved and allocated
+        policy = ApprovalPolicy.objects.create(name="big orders", min_amount=Decimal("25.00"))
+        ApprovalLevel.objects.create(policy=policy, position=1, approver_group="ops")
     together, alone = generic_channel("TOGETHER"), generic_channel("ALONE")
     before = dict(StockLevel.objects.values_list("pk", "reserved"))
 
@@ -111,7 +120,10 @@ def test_a_page_of_new_paid_orders_is_made_as_one_at_a_time_would_make_it(stock_
     assert [statuses[f"T{n}"] for n in (7, 10, 11)] == ["cancelled", "refunding", "cancelled"]
     assert Order.objects.get(channel=together, external_order_id="T4").status == "on_hold"  # out of stock
     assert what_was_made(together) == what_was_made(alone)
-    assert Order.objects.get(channel=together, external_order_id="T2").warehouse is None  # approval allocates
+    t2 = Order.objects.get(channel=together, external_order_id="T2")
+    assert (t2.status, t2.warehouse and t2.warehouse.code) == (("approved", "WH-BJ") if approval_policy else ("paid", None))
+    tasks = ApprovalTask.objects.filter(order__channel=together)
+    assert sorted(tasks.values_list("order__external_order_id", flat=True)) == (["T8"] if approval_policy else [])
     assert set(Reservation.objects.filter(order__external_order_id="T2").values_list("warehouse__code", flat=True)) == {"WH-BJ"}
 
 
