@@ -17,7 +17,7 @@ import uuid
 
 from bench.common import print_table, process_cpu_seconds, setup_django
 
-ORDERS = int(os.environ.get("OMS_BENCH_INGEST_ORDERS", "4000"))
+ORDERS = int(os.environ.get("OMS_BENCH_INGEST_ORDERS", "20000"))  # a sustained rate, not a start-up
 PROCESSES = int(os.environ.get("OMS_BENCH_PROCESSES", "4"))
 PAGE = int(os.environ.get("OMS_BENCH_INGEST_PAGE", "100"))
 # With an approval policy active (orders of 5,000 or more wait for ops), every paid order also
