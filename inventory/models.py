@@ -124,7 +124,8 @@ class Reservation(models.Model):
         CONSUMED = "consumed", _("consumed (shipped)")
         RELEASED = "released", _("released")
 
-    order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="reservations")
+    # Indexed with status below: an order's active reservations are read on every scan.
+    order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="reservations", db_index=False)
     order_line = models.ForeignKey("orders.OrderLine", on_delete=models.PROTECT, related_name="reservations")
     warehouse = models.ForeignKey(Warehouse, on_delete=models.PROTECT, related_name="reservations")
     sku = models.ForeignKey(SKU, on_delete=models.PROTECT, related_name="reservations")
@@ -149,6 +150,9 @@ class Reservation(models.Model):
         indexes = [
             models.Index(fields=["status", "expires_at"], name="reservation_expiry_idx",
                          condition=models.Q(status="active")),
+            # Without it the planner, its statistics behind a burst of new reservations, ANDed
+            # the order's rows with every active reservation of the expiry index.
+            models.Index(fields=["order", "status"], name="reservation_order_status_idx"),
         ]
 
     def __str__(self):

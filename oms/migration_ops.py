@@ -59,3 +59,17 @@ def immutable_columns(table: str, columns: list[str]) -> migrations.RunPython:
             schema_editor.execute(drop, params=None)
 
     return migrations.RunPython(forwards, backwards)
+
+
+def foreign_key_index_dropped(model_name: str, name: str, field, table: str, column: str,
+                              index: str) -> migrations.SeparateDatabaseAndState:
+    """`field` (the foreign key, now with db_index=False) loses its own index, which a
+    composite index leading with its column makes redundant. Only the index goes: AlterField
+    would also drop and re-validate the foreign key, a long lock on a big table."""
+    return migrations.SeparateDatabaseAndState(
+        state_operations=[migrations.AlterField(model_name=model_name, name=name, field=field)],
+        database_operations=[migrations.RunSQL(
+            f'DROP INDEX IF EXISTS "{index}"',
+            f'CREATE INDEX IF NOT EXISTS "{index}" ON "{table}" ("{column}")',
+        )],
+    )

@@ -1,12 +1,7 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
-# The single-column index on order_id duplicates the leading column of orderevent_order_at_idx.
-# Only the index goes: AlterField would also drop and re-validate the foreign key, a long lock
-# on a table of millions of events.
-DROP_INDEX = 'DROP INDEX IF EXISTS "orders_orderevent_order_id_b26297f3"'
-CREATE_INDEX = ('CREATE INDEX IF NOT EXISTS "orders_orderevent_order_id_b26297f3" '
-                'ON "orders_orderevent" ("order_id")')
+from oms.migration_ops import foreign_key_index_dropped
 
 
 class Migration(migrations.Migration):
@@ -16,15 +11,11 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.SeparateDatabaseAndState(
-            state_operations=[
-                migrations.AlterField(
-                    model_name="orderevent",
-                    name="order",
-                    field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT,
-                                            related_name="events", to="orders.order"),
-                ),
-            ],
-            database_operations=[migrations.RunSQL(DROP_INDEX, CREATE_INDEX)],
+        # The single-column index on order_id duplicates the leading column of orderevent_order_at_idx.
+        foreign_key_index_dropped(
+            "orderevent", "order",
+            models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT,
+                              related_name="events", to="orders.order"),
+            table="orders_orderevent", column="order_id", index="orders_orderevent_order_id_b26297f3",
         ),
     ]
