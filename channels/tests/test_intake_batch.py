@@ -3,10 +3,11 @@ reservations and ledger rows as one at a time, a statement count that does not g
 page, and everything else still through `create_order`."""
 
 import re
+import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Sum
 from django.test.utils import CaptureQueriesContext
 
@@ -182,3 +183,39 @@ def test_two_pages_racing_for_the_last_units_never_oversell(stock_setup):
     assert sorted(orders.values_list("status", flat=True)) == ["on_hold"] * 3 + ["paid"] * 3
     assert Reservation.objects.filter(sku__code="SKU-003", status="active").aggregate(n=Sum("quantity"))["n"] == 3
     assert StockMovement.objects.filter(sku__code="SKU-003", kind=MovementKind.RESERVE).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stock_taken_between_planning_and_reserving_sends_the_page_one_at_a_time(stock_setup, monkeypatch):
+    """Another process reserves 2 of SKU-003's 3 units after the page was planned: nothing of
+    the batch is written, and one at a time the first order gets the last unit, the others are
+    held with the reason."""
+    level = StockLevel.objects.get(sku__code="SKU-003")
+
+    def another_process_reserves():
+        with transaction.atomic():
+            assert stock.reserve(level.warehouse_id, level.sku_id, 2, reference="elsewhere") is not None
+        connection.close()
+
+    planned = batch.plan_together
+
+    def plan_then_lose_the_stock(requests):
+        plans = planned(requests)
+        thread = threading.Thread(target=another_process_reserves)
+        thread.start()
+        thread.join()
+        return plans
+
+    monkeypatch.setattr(batch, "plan_together", plan_then_lose_the_stock)
+    channel = generic_channel("MOVED")
+    page = [body(f"M{n}", 900 + n, lines=[line("SKU-003", 1)], payable="10.00") for n in range(3)]
+
+    results = ingest_page(channel, page, "pull")
+
+    assert [r.result for r in results] == ["created"] * 3
+    statuses = dict(Order.objects.filter(channel=channel).values_list("external_order_id", "status"))
+    assert statuses == {"M0": "paid", "M1": "on_hold", "M2": "on_hold"}
+    level.refresh_from_db()
+    assert (level.on_hand, level.reserved) == (3, 3)
+    assert StockMovement.objects.filter(sku__code="SKU-003", order__channel=channel).count() == 1
+    assert "out of stock" in Order.objects.get(channel=channel, external_order_id="M1").hold_reason
