@@ -1,16 +1,19 @@
 """New orders created a page at a time (channel intake, PostgreSQL).
 
 `create_order` makes one order with some twenty statements; a pull brings a hundred new
-orders a page. For the common case, new orders the channel already reports paid (or closed:
-cancelled, refunded), this makes the page's orders the same way — the same rows, the same timeline events through the same
+orders a page. For new orders (unpaid, paid, or already cancelled or refunded), this makes the
+page's orders the same way — the same rows, the same timeline events through the same
 transitions, stock routed and reserved by the same rules — with a dozen statements for the
 page: identities, order numbers and stock in one go each, every row inserted by COPY.
 When approval policies are active, each paid order enters the approval workflow through the
 same `approvals.start_approval`, told what the batch knows (policies, buyer level, SKU
 categories, reservations): approved and allocated in memory, or given its task (one
-statement). Orders that need more (a merge, a hold, a promotion cap to claim, a channel that
-reserves before payment) go through `create_order`: the caller asks `can_batch` first.
+statement). Orders that need more (a hold, an unpaid order of a buyer with another unpaid one
+shortly before, which may be merged, a promotion cap to claim, a channel that reserves before
+payment) go through `create_order`: the caller asks `can_batch` first.
 """
+
+from collections import Counter
 
 from django.db import connection
 from django.utils import timezone
@@ -22,7 +25,7 @@ from oms import rowsql
 from . import services, stock_flow
 from .approvals import active_policies, new_order_facts
 from .events import Actor, collected_events
-from .identity import identities_for
+from .identity import identities_for, new_identity
 from .models import Order, OrderLine, Status
 from .numbers import next_order_nos
 
@@ -42,7 +45,7 @@ def can_batch(channel, sku_ids) -> bool:
     )
 
 
-BATCHABLE = (Status.PAID, Status.CANCELLED, Status.REFUNDED)
+BATCHABLE = (Status.PENDING_PAYMENT, Status.PAID, Status.CANCELLED, Status.REFUNDED)
 
 
 def create_orders(channel, entries: list[tuple[dict, str]], actor: Actor) -> list[Order | None]:
@@ -66,8 +69,13 @@ def create_orders(channel, entries: list[tuple[dict, str]], actor: Actor) -> lis
                                               key=lambda line: (line[1], line[0]))))
     paid = [i for i, (_, _, data) in enumerate(made) if data["status"] == Status.PAID]
     plans = dict(zip(paid, plan_together([requests[i] for i in paid]) if paid else [], strict=True))
-    chosen = [i for i in range(len(made)) if i not in plans or not plans[i].shortages]
+    candidates = [i for i in range(len(made)) if i not in plans or not plans[i].shortages]
+    unpaid = {i: new_identity(*services.buyer_of(made[i][2])) for i in candidates
+              if made[i][2]["status"] == Status.PENDING_PAYMENT}
+    busy = _maybe_duplicates([(made[i][0].placed_at, identity.key) for i, identity in unpaid.items() if identity])
+    chosen = [i for i in candidates if i not in unpaid or not unpaid[i] or unpaid[i].key not in busy]
     reserving = [i for i in chosen if i in plans]
+    # Numbers, then identities: the order create_order takes them in (no waiting in a circle).
     numbers = next_order_nos(channel.order_prefix, [made[i][0].placed_at for i in chosen])
     customers = identities_for([services.buyer_of(made[i][2]) for i in chosen])
     for i, order_no, customer in zip(chosen, numbers, customers, strict=True):
@@ -95,7 +103,22 @@ def create_orders(channel, entries: list[tuple[dict, str]], actor: Actor) -> lis
     rowsql.copy_instances(events)
     for order in orders:
         order.remember_saved_values()
-    found: list[Order | None] = [None] * len(entries)
+    found: list[Order | None] = [None] * len(entries)  # None: for create_order
     for i in chosen:
         found[i] = made[i][0]
     return found
+
+
+def _maybe_duplicates(unpaid: list[tuple]) -> set[str]:
+    """Buyers (identity keys) whose new unpaid orders (placed at, key) `create_order` must take
+    one at a time, to merge the duplicates among them: those with another unpaid order shortly
+    before, already here or in the page (a superset of what `services.duplicate_of` finds)."""
+    if not unpaid:
+        return set()
+    buyers = Counter(key for _, key in unpaid)
+    earlier = Order.objects.filter(
+        customer__key__in=list(buyers), status=Status.PENDING_PAYMENT, merged_into__isnull=True,
+        placed_at__gte=min(placed for placed, _ in unpaid) - services.duplicate_window(),
+        placed_at__lte=max(placed for placed, _ in unpaid),
+    ).values_list("customer__key", flat=True)
+    return set(earlier) | {key for key, count in buyers.items() if count > 1}

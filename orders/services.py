@@ -250,13 +250,17 @@ def duplicate_of(order: Order) -> Order | None:
     channel): the buyer clicked twice, or two channels sent one purchase."""
     if order.customer_id is None:
         return None
-    window = timedelta(seconds=getattr(settings, "OMS_DUPLICATE_WINDOW_SECONDS", 300))
+    window = duplicate_window()
     candidates = Order.objects.filter(
         customer_id=order.customer_id, status=Status.PENDING_PAYMENT, merged_into__isnull=True,
         placed_at__gte=order.placed_at - window, placed_at__lte=order.placed_at,
     ).exclude(pk=order.pk).order_by("placed_at", "pk")
     signature = _lines_signature(order)
     return next((c for c in candidates[:20] if _lines_signature(c) == signature), None)
+
+
+def duplicate_window() -> timedelta:
+    return timedelta(seconds=getattr(settings, "OMS_DUPLICATE_WINDOW_SECONDS", 300))
 
 
 def _lines_signature(order: Order) -> list[tuple[int, int]]:

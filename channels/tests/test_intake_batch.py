@@ -61,16 +61,19 @@ def page_of(prefix: str, buyers: int) -> list[dict]:
         paid(9, [line("SKU-001", 1)]),  # the same order twice in a page: one at a time
         paid(10, [line("SKU-002", 1)], status="refunded"),
         paid(11, [line("SKU-002", 1)], status="cancelled", paid_at=None),  # closed unpaid
+        unpaid(f"{prefix}12", buyers + 12, lines=[line("SKU-001", 2)], payable="20.00"),
+        unpaid(f"{prefix}13", buyers + 12, lines=[line("SKU-001", 2)], payable="20.00"),  # the buyer again: merged
+        unpaid(f"{prefix}14", buyers + 14, lines=[line("SKU-002", 2)], payable="20.00"),
     ]
 
 
 def what_was_made(channel) -> dict:
     """Everything about the channel's orders but ids, order numbers and times."""
-    def plain(text, order) -> str:
+    def plain(text) -> str:
         text = re.sub(r"\b[A-Z]{2}\d{13}\b", "<order_no>", str(text)).replace(channel.code, "<ch>")
         text = re.sub(r"'approval_task': \d+", "'approval_task': <id>", text)
         text = re.sub(r"due \d{4}-\d\d-\d\d \d\d:\d\d", "due <time>", text)  # now + the level's hours
-        return text.replace(order.external_order_id, "<ext>")
+        return re.sub(r"\b[TA](\d+)\b", r"<order \1>", text)  # each channel's own ids: T1, A1
 
     made = {}
     for order in Order.objects.filter(channel=channel).select_related("warehouse", "customer").order_by("external_order_id"):
@@ -78,18 +81,19 @@ def what_was_made(channel) -> dict:
         made[key] = {
             "order": (order.status, order.fulfilment, order.hold_reason, order.goods_amount, order.payable_amount,
                       order.paid_at, order.placed_at, order.receiver_province, order.customer.strength,
-                      len(order.source_hash), bool(order.source_raw_sha256), order.merged_into_id,
+                      len(order.source_hash), bool(order.source_raw_sha256),
+                      order.merged_into and order.merged_into.external_order_id[1:],
                       order.status_changed_at == (order.paid_at or order.placed_at)),
             "warehouse": order.warehouse and order.warehouse.code,
             "approval": list(order.approval_tasks.values_list("policy__name", "level", "status", "assignee_group")),
             "lines": list(order.lines.order_by("line_no").values_list("line_no", "sku__code", "quantity", "unit_price")),
-            "events": [(e.track, e.kind, e.from_state, e.to_state, plain(e.actor, order), plain(e.summary, order),
-                        plain(e.payload, order))
+            "events": [(e.track, e.kind, e.from_state, e.to_state, plain(e.actor), plain(e.summary),
+                        plain(e.payload))
                        for e in OrderEvent.objects.filter(order=order).order_by("at", "pk")],
             "reservations": sorted(Reservation.objects.filter(order=order).values_list(
                 "order_line__line_no", "warehouse__code", "sku__code", "quantity", "status")),
             "movements": sorted(
-                (m.warehouse.code, m.sku.code, m.kind, m.on_hand_delta, m.reserved_delta, plain(m.reason, order),
+                (m.warehouse.code, m.sku.code, m.kind, m.on_hand_delta, m.reserved_delta, plain(m.reason),
                  m.reference == order.order_no, m.reservation.order_line.line_no)
                 for m in StockMovement.objects.filter(order=order).select_related("warehouse", "sku", "reservation__order_line")),
         }
@@ -116,9 +120,12 @@ def test_a_page_of_new_orders_is_made_as_one_at_a_time_would_make_it(stock_setup
     assert [(r.result, r.reasons) for r in made_together] == [(r.result, r.reasons) for r in made_alone]
     assert [r.result for r in made_together] == [
         "created", "created", "created", "created", "created", "created", "created", "created", "created", "unchanged",
-        "created", "created"]
+        "created", "created", "created", "merged", "created"]
     statuses = dict(Order.objects.filter(channel=together).values_list("external_order_id", "status"))
-    assert [statuses[f"T{n}"] for n in (7, 10, 11)] == ["cancelled", "refunding", "cancelled"]
+    assert [statuses[f"T{n}"] for n in (7, 10, 11, 12, 14)] == [
+        "cancelled", "refunding", "cancelled", "pending_payment", "pending_payment"]
+    merged = Order.objects.get(channel=together, external_order_id="T13")
+    assert merged.merged_into.external_order_id == "T12"
     assert Order.objects.get(channel=together, external_order_id="T4").status == "on_hold"  # out of stock
     assert what_was_made(together) == what_was_made(alone)
     t2 = Order.objects.get(channel=together, external_order_id="T2")
