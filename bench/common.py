@@ -109,7 +109,7 @@ class Server:
     """gunicorn serving the app on the bench database, as production would."""
 
     def __init__(self, port: int = 8765, workers: int | None = None, threads: int | None = None):
-        workers = workers or int(os.environ.get("OMS_BENCH_WORKERS", "2"))
+        workers = workers or int(os.environ.get("OMS_BENCH_WORKERS", "3"))  # as docker-compose.yml runs it
         threads = threads or int(os.environ.get("OMS_BENCH_THREADS", "1"))
         self.label = f"{workers} workers" + (f" x {threads} threads" if threads > 1 else "")
         self.port = port
