@@ -228,7 +228,7 @@ def ingest_page(channel: Channel, raws: list, source: str, sync_run=None,
 
 
 def _apply_new_together(page: Page, prepared: list) -> dict[int, IngestResult]:
-    """The page's new orders that arrive paid (and fit to ship) or closed, created together
+    """The page's new orders fit to ship (unpaid, paid or closed), created together
     (orders.batch) in one transaction with their payloads' outcomes; by index. Any other, or
     all of them when the page's stock moved meanwhile, goes through `_apply` one at a time."""
     seen = Counter(str(data.get("external_order_id", "")) for *_, data in prepared if isinstance(data, dict))
@@ -249,11 +249,16 @@ def _apply_new_together(page: Page, prepared: list) -> dict[int, IngestResult]:
     if not chosen or not batch.can_batch(page.channel, {line["sku"].pk for *_, data, _ in chosen
                                                         for line in data["lines"]}):
         return {}
+    taken = {index for index, *_ in chosen}
+    # The page's other unpaid orders are made one at a time, after these: their buyers' orders
+    # here must wait for them, in case one merges under the other.
+    busy = frozenset(key for index, _, _, data in prepared if index not in taken and isinstance(data, dict)
+                     and data.get("status") == Status.PENDING_PAYMENT for key in [batch.buyer_key(data)] if key)
     results = {}
     try:
         with transaction.atomic():
             orders = batch.create_orders(page.channel, [(data, key) for *_, data, key in chosen],
-                                              Actor.for_channel(page.channel))
+                                         Actor.for_channel(page.channel), busy_buyers=busy)
             done = [(index, payload, order) for (index, payload, _, _), order in zip(chosen, orders, strict=True)
                     if order is not None]
             _finish_created(done)

@@ -13,7 +13,9 @@ shortly before, which may be merged, a promotion cap to claim, a channel that re
 payment) go through `create_order`: the caller asks `can_batch` first.
 """
 
-from collections import Counter
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import connection
 from django.utils import timezone
@@ -48,11 +50,14 @@ def can_batch(channel, sku_ids) -> bool:
 BATCHABLE = (Status.PENDING_PAYMENT, Status.PAID, Status.CANCELLED, Status.REFUNDED)
 
 
-def create_orders(channel, entries: list[tuple[dict, str]], actor: Actor) -> list[Order | None]:
+def create_orders(channel, entries: list[tuple[dict, str]], actor: Actor,
+                  busy_buyers: frozenset[str] = frozenset()) -> list[Order | None]:
     """Create these new orders as `create_order` would. An entry is (validated order input
-    with a status in BATCHABLE, raw digest to remember). Returns each entry's order, or None
-    for a paid one that cannot be reserved in full (left to `create_order`, which holds it
-    with the reason). Inside the caller's transaction; raises StockMoved."""
+    with a status in BATCHABLE, raw digest to remember), in the order received. Returns each
+    entry's order, or None for one left to `create_order`: a paid one that cannot be reserved
+    in full (held there with the reason), an unpaid one it may merge (see `_may_merge`;
+    `busy_buyers`: identity keys of the page's other new unpaid orders, which create_order
+    makes one at a time). Inside the caller's transaction; raises StockMoved."""
     now = timezone.now()
     order_pks = rowsql.draw_pks(Order, len(entries))
     line_pks = iter(rowsql.draw_pks(OrderLine, sum(len(data["lines"]) for data, _ in entries)))
@@ -70,10 +75,10 @@ def create_orders(channel, entries: list[tuple[dict, str]], actor: Actor) -> lis
     paid = [i for i, (_, _, data) in enumerate(made) if data["status"] == Status.PAID]
     plans = dict(zip(paid, plan_together([requests[i] for i in paid]) if paid else [], strict=True))
     candidates = [i for i in range(len(made)) if i not in plans or not plans[i].shortages]
-    unpaid = {i: new_identity(*services.buyer_of(made[i][2])) for i in candidates
-              if made[i][2]["status"] == Status.PENDING_PAYMENT}
-    busy = _maybe_duplicates([(made[i][0].placed_at, identity.key) for i, identity in unpaid.items() if identity])
-    chosen = [i for i in candidates if i not in unpaid or not unpaid[i] or unpaid[i].key not in busy]
+    unpaid = [Unpaid(i, made[i][0].placed_at, key, _signature(made[i][2])) for i in candidates
+              if made[i][2]["status"] == Status.PENDING_PAYMENT for key in [buyer_key(made[i][2])] if key]
+    merging = _may_merge(unpaid, busy_buyers)
+    chosen = [i for i in candidates if i not in merging]
     reserving = [i for i in chosen if i in plans]
     # Numbers, then identities: the order create_order takes them in (no waiting in a circle).
     numbers = next_order_nos(channel.order_prefix, [made[i][0].placed_at for i in chosen])
@@ -109,16 +114,53 @@ def create_orders(channel, entries: list[tuple[dict, str]], actor: Actor) -> lis
     return found
 
 
-def _maybe_duplicates(unpaid: list[tuple]) -> set[str]:
-    """Buyers (identity keys) whose new unpaid orders (placed at, key) `create_order` must take
-    one at a time, to merge the duplicates among them: those with another unpaid order shortly
-    before, already here or in the page (a superset of what `services.duplicate_of` finds)."""
+@dataclass(frozen=True)
+class Unpaid:
+    index: int
+    placed_at: datetime
+    buyer: str  # identity key
+    signature: list[tuple[int, int]]  # as services._lines_signature
+
+
+def buyer_key(data: dict) -> str | None:
+    """The identity key of an order input's buyer (None: no usable phone, or no receiver)."""
+    try:
+        identity = new_identity(*services.buyer_of(data))
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return identity.key if identity else None
+
+
+def _signature(data: dict) -> list[tuple[int, int]]:
+    return sorted((line["sku"].pk, line["quantity"]) for line in data["lines"])
+
+
+def _may_merge(unpaid: list[Unpaid], busy_buyers: frozenset[str]) -> set[int]:
+    """Indexes of the new unpaid orders `create_order` must make one at a time because
+    `services.duplicate_of` may find them an original: an unpaid, unmerged order of the same
+    buyer with the same lines placed within the window before — already stored, or earlier in
+    the page (taken in the order received, as one at a time would) — or any order of a buyer
+    in `busy_buyers`. A superset of what duplicate_of finds: the others cannot merge."""
     if not unpaid:
         return set()
-    buyers = Counter(key for _, key in unpaid)
-    earlier = Order.objects.filter(
-        customer__key__in=list(buyers), status=Status.PENDING_PAYMENT, merged_into__isnull=True,
-        placed_at__gte=min(placed for placed, _ in unpaid) - services.duplicate_window(),
-        placed_at__lte=max(placed for placed, _ in unpaid),
-    ).values_list("customer__key", flat=True)
-    return set(earlier) | {key for key, count in buyers.items() if count > 1}
+    window = services.duplicate_window()
+    stored = Order.objects.filter(
+        customer__key__in={order.buyer for order in unpaid}, status=Status.PENDING_PAYMENT,
+        merged_into__isnull=True, placed_at__gte=min(order.placed_at for order in unpaid) - window,
+        placed_at__lte=max(order.placed_at for order in unpaid),
+    ).values_list("pk", "customer__key", "placed_at")
+    lines: dict[int, list] = defaultdict(list)
+    found = list(stored)
+    for order_id, sku_id, quantity in OrderLine.objects.filter(order_id__in=[pk for pk, *_ in found]).values_list(
+            "order_id", "sku_id", "quantity"):
+        lines[order_id].append((sku_id, quantity))
+    originals = [(buyer, placed_at, sorted(lines[pk])) for pk, buyer, placed_at in found]
+    merging = set()
+    for order in unpaid:
+        if order.buyer in busy_buyers or any(
+                buyer == order.buyer and order.placed_at - window <= placed_at <= order.placed_at
+                and signature == order.signature for buyer, placed_at, signature in originals):
+            merging.add(order.index)
+        else:  # made here, it is an original for the page's later orders
+            originals.append((order.buyer, order.placed_at, order.signature))
+    return merging

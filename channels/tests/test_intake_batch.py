@@ -64,6 +64,11 @@ def page_of(prefix: str, buyers: int) -> list[dict]:
         unpaid(f"{prefix}12", buyers + 12, lines=[line("SKU-001", 2)], payable="20.00"),
         unpaid(f"{prefix}13", buyers + 12, lines=[line("SKU-001", 2)], payable="20.00"),  # the buyer again: merged
         unpaid(f"{prefix}14", buyers + 14, lines=[line("SKU-002", 2)], payable="20.00"),
+        unpaid(f"{prefix}15", buyers + 15, lines=[line("SKU-001", 1)], payable="10.00"),
+        unpaid(f"{prefix}16", buyers + 15, lines=[line("SKU-002", 1)], payable="10.00"),  # other lines: no duplicate
+        unpaid(f"{prefix}17", buyers + 17, lines=[line("SKU-001", 1)], payable="10.00",
+               receiver={**body("x", buyers + 17)["receiver"], "address": "临时地址"}),  # held: one at a time
+        unpaid(f"{prefix}18", buyers + 17, lines=[line("SKU-001", 1)], payable="10.00"),  # its duplicate: merged
     ]
 
 
@@ -120,12 +125,13 @@ def test_a_page_of_new_orders_is_made_as_one_at_a_time_would_make_it(stock_setup
     assert [(r.result, r.reasons) for r in made_together] == [(r.result, r.reasons) for r in made_alone]
     assert [r.result for r in made_together] == [
         "created", "created", "created", "created", "created", "created", "created", "created", "created", "unchanged",
-        "created", "created", "created", "merged", "created"]
+        "created", "created", "created", "merged", "created", "created", "created", "held", "merged"]
     statuses = dict(Order.objects.filter(channel=together).values_list("external_order_id", "status"))
     assert [statuses[f"T{n}"] for n in (7, 10, 11, 12, 14)] == [
         "cancelled", "refunding", "cancelled", "pending_payment", "pending_payment"]
     merged = Order.objects.get(channel=together, external_order_id="T13")
     assert merged.merged_into.external_order_id == "T12"
+    assert Order.objects.get(channel=together, external_order_id="T18").merged_into.external_order_id == "T17"
     assert Order.objects.get(channel=together, external_order_id="T4").status == "on_hold"  # out of stock
     assert what_was_made(together) == what_was_made(alone)
     t2 = Order.objects.get(channel=together, external_order_id="T2")
@@ -135,13 +141,14 @@ def test_a_page_of_new_orders_is_made_as_one_at_a_time_would_make_it(stock_setup
     assert set(Reservation.objects.filter(order__external_order_id="T2").values_list("warehouse__code", flat=True)) == {"WH-BJ"}
 
 
-def test_a_page_costs_the_same_statements_for_five_new_orders_or_fifty(stock_setup, settings):
+@pytest.mark.parametrize("status", ["paid", "pending_payment"])
+def test_a_page_costs_the_same_statements_for_five_new_orders_or_fifty(stock_setup, settings, status):
     settings.OMS_SCHEMA_LEARNING_PAYLOADS = 0  # drift observes payload by payload while it learns
     channel = generic_channel("PAGED")
     ingest_page(channel, [body("FIRST", 599, lines=[line("SKU-001", 1)], payable="10.00")], "pull")
     counts = []
     for size, start in ((5, 0), (50, 100)):
-        page = [body(f"Q{start + n}", 600 + start + n, lines=[line("SKU-001", 1)], payable="10.00")
+        page = [body(f"Q{start + n}", 600 + start + n, lines=[line("SKU-001", 1)], payable="10.00", status=status)
                 for n in range(size)]
         with CaptureQueriesContext(connection) as queries:
             results = ingest_page(channel, page, "pull")
