@@ -31,8 +31,10 @@ no-news status (next time the order is known) is read in full each time, as befo
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -54,6 +56,8 @@ from .adapters import ADAPTERS
 from .adapters.base import NormaliseError
 from .cleansing import apply_rules
 from .models import Channel, ChannelSkuMapping, RawPayload
+
+logger = logging.getLogger(__name__)
 
 PLACEHOLDER_ADDRESS = re.compile(r"临时|测试|test|asdf|待定|xxx", re.IGNORECASE)
 REQUIRED_RECEIVER = ("name", "phone", "province", "address")
@@ -222,9 +226,23 @@ def ingest_page(channel: Channel, raws: list, source: str, sync_run=None,
             continue
         if isinstance(data, Exception):
             raise data  # an adapter bug: the payloads before it are done, the rest stay pending
-        with transaction.atomic():
-            results[index] = _apply(page, payload, data, item.key)
+        results[index] = _apply_retrying_deadlocks(page, payload, data, item.key)
     return results
+
+
+def _apply_retrying_deadlocks(page: Page, payload: RawPayload, data, key: str, attempts: int = 3) -> IngestResult:
+    """`_apply` in a transaction of its own; when PostgreSQL breaks a deadlock (with a
+    concurrent page) by rolling this one back, it runs again on the data as it was."""
+    attempt = 1
+    while True:
+        try:
+            with transaction.atomic():
+                return _apply(page, payload, copy.deepcopy(data) if attempt < attempts else data, key)
+        except OperationalError as exc:
+            if not isinstance(exc.__cause__, DeadlockDetected) or attempt == attempts:
+                raise
+        logger.info("channel %s: payload %s gave way in a deadlock; again", page.channel.code, payload.pk)
+        attempt += 1
 
 
 def _apply_new_together(page: Page, prepared: list) -> dict[int, IngestResult]:
@@ -234,16 +252,18 @@ def _apply_new_together(page: Page, prepared: list) -> dict[int, IngestResult]:
     seen = Counter(str(data.get("external_order_id", "")) for *_, data in prepared if isinstance(data, dict))
     repeated = {external_id for external_id, count in seen.items() if count > 1}
     chosen = []
+    held_back: set[str] = set()  # SKUs an earlier payload, made one at a time, may reserve
     for index, payload, item, data in prepared:
-        if not isinstance(data, dict) or data.get("status") not in batch.BATCHABLE:
+        if not isinstance(data, dict):
             continue
-        external_id = str(data.get("external_order_id", ""))
-        if not external_id or external_id in page.known_orders or external_id in repeated:
-            continue
-        if map_skus(page.channel, data, page):
-            continue
-        order_input, errors = page.validate(data)
-        if order_input is None or order_problems(order_input):
+        order_input = _batchable(page, data, repeated)
+        if order_input is not None and data["status"] == Status.PAID and \
+                {line["sku"].code for line in order_input["lines"]} & held_back:
+            order_input = None  # made here, it would take stock ahead of an earlier order
+        if order_input is None:
+            if data.get("status") != Status.PENDING_PAYMENT:  # may reserve (or give back) stock
+                map_skus(page.channel, data, page)
+                held_back |= {str(line.get("sku", "")) for line in data.get("lines") or [] if isinstance(line, dict)}
             continue
         chosen.append((index, payload, order_input, item.key))
     if not chosen or not batch.can_batch(page.channel, {line["sku"].pk for *_, data, _ in chosen
@@ -262,16 +282,33 @@ def _apply_new_together(page: Page, prepared: list) -> dict[int, IngestResult]:
             done = [(index, payload, order) for (index, payload, _, _), order in zip(chosen, orders, strict=True)
                     if order is not None]
             _finish_created(done)
-    except (batch.StockMoved, IntegrityError):
-        return {}  # a concurrent reservation or delivery of one of them: one at a time, then
-    except OperationalError as exc:
-        if not isinstance(exc.__cause__, DeadlockDetected):
-            raise
-        return {}  # PostgreSQL chose this page to give way to another: one at a time, then
+    except (batch.StockMoved, IntegrityError, OperationalError) as exc:
+        # Stock reserved meanwhile, a concurrent delivery of one of them, or a deadlock broken
+        # by PostgreSQL: one at a time, then. (A real fault shows there, at its payload.)
+        logger.info("channel %s: page made one order at a time (%r)", page.channel.code, exc)
+        return {}
+    except Exception:
+        logger.exception("channel %s: batch creation failed; the page goes one order at a time", page.channel.code)
+        return {}
     for index, payload, order in done:
         page.known_orders.add(order.external_order_id)
         results[index] = IngestResult(RawPayload.Outcome.CREATED, order.order_no, payload.pk, [])
     return results
+
+
+def _batchable(page: Page, data: dict, repeated: set[str]) -> dict | None:
+    """The order input of a new order that orders.batch may make, else None."""
+    if data.get("status") not in batch.BATCHABLE:
+        return None
+    external_id = str(data.get("external_order_id", ""))
+    if not external_id or external_id in page.known_orders or external_id in repeated:
+        return None
+    if map_skus(page.channel, data, page):
+        return None
+    order_input, _ = page.validate(data)
+    if order_input is None or order_problems(order_input):
+        return None
+    return order_input
 
 
 def _finish_created(done: list[tuple[int, RawPayload, Order]]) -> None:

@@ -54,7 +54,8 @@ def next_order_nos(prefix: str, placed: list[datetime]) -> list[str]:
         counts: dict[date, int] = {}
         for day in days:
             counts[day] = counts.get(day, 0) + 1
-        following = {day: _claim(connection, prefix, day, count) - count + 1 for day, count in counts.items()}
+        # Days in order: two pages spanning the same days never wait for each other in a circle.
+        following = {day: _claim(connection, prefix, day, counts[day]) - counts[day] + 1 for day in sorted(counts)}
         numbers = []
         for day in days:
             numbers.append(following[day])

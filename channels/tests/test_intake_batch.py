@@ -2,15 +2,17 @@
 reservations and ledger rows as one at a time, a statement count that does not grow with the
 page, and everything else still through `create_order`."""
 
+import copy
 import re
 import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Sum
 from django.test.utils import CaptureQueriesContext
 
+from channels import intake
 from channels.intake import ingest_page
 from channels.tests.test_intake_page import body, generic_channel, unpaid
 from inventory import stock
@@ -233,3 +235,51 @@ def test_stock_taken_between_planning_and_reserving_sends_the_page_one_at_a_time
     assert (level.on_hand, level.reserved) == (3, 3)
     assert StockMovement.objects.filter(sku__code="SKU-003", order__channel=channel).count() == 1
     assert "out of stock" in Order.objects.get(channel=channel, external_order_id="M1").hold_reason
+
+
+@pytest.mark.parametrize("first", ["existing order now paid", "new order put on hold"])
+def test_an_order_made_one_at_a_time_keeps_its_place_in_the_page_for_stock(stock_setup, first):
+    """SKU-003 has 3 units. The page's first order, made one at a time, takes them all, as in
+    the order received; the new paid order after it must not be batched ahead of it."""
+    channel = generic_channel("ORDERLY")
+    receiver = body("x", 950)["receiver"]
+    if first == "existing order now paid":
+        ingest_page(channel, [unpaid("E", 950, lines=[line("SKU-003", 3)], payable="30.00")], "pull")
+        earlier = body("E", 950, lines=[line("SKU-003", 3)], payable="30.00")
+    else:
+        earlier = body("E", 950, lines=[line("SKU-003", 3)], payable="30.00",
+                       receiver={**receiver, "address": "临时地址"})
+    page = [earlier, body("N", 951, lines=[line("SKU-003", 1)], payable="10.00")]
+
+    ingest_page(channel, page, "pull")
+
+    e, n = (Order.objects.get(channel=channel, external_order_id=x) for x in ("E", "N"))
+    assert Reservation.objects.filter(order=e, status="active").aggregate(n=Sum("quantity"))["n"] == 3
+    assert not Reservation.objects.filter(order=n).exists()
+    assert (n.status, "out of stock" in n.hold_reason) == ("on_hold", True)
+
+
+def test_a_payload_that_gives_way_in_a_deadlock_runs_again_on_its_data_as_it_was(stock_setup, monkeypatch):
+    """PostgreSQL breaks a deadlock by rolling one transaction back: that payload is applied
+    again, from the data as normalised, not as the failed attempt left it."""
+    from psycopg.errors import DeadlockDetected
+
+    channel = generic_channel("RETRY")
+    real_apply, seen = intake._apply, []
+
+    def deadlocked_once(page, payload, data, key):
+        seen.append(copy.deepcopy(data))
+        if len(seen) == 1:
+            data["status"] = "mangled by the failed attempt"
+            error = OperationalError("deadlock detected")
+            error.__cause__ = DeadlockDetected()
+            raise error
+        return real_apply(page, payload, data, key)
+
+    monkeypatch.setattr(intake, "_apply", deadlocked_once)
+    monkeypatch.setattr(batch, "can_batch", lambda channel, sku_ids: False)
+
+    result = ingest_page(channel, [body("D", 960, lines=[line("SKU-001", 1)], payable="10.00")], "pull")[0]
+
+    assert result.result == "created" and len(seen) == 2 and seen[0] == seen[1]
+    assert Order.objects.get(channel=channel, external_order_id="D").status == "paid"
