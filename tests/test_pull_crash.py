@@ -26,7 +26,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(tran
 SKUS = ["SKU-TEA-001", "SKU-TEA-002", "SKU-CUP-001", "SKU-POT-001", "SKU-GIFT-01"]
 
 
-@override_settings(OMS_SANDBOX_ORDERS_PER_MINUTE=4)
+# ~120 orders in the window: several pages, each a quarter second late, so the kill lands while the
+# pull is still fetching (a page of new orders is made in milliseconds once it has arrived).
+@override_settings(OMS_SANDBOX_ORDERS_PER_MINUTE=12)
 def test_a_pull_killed_halfway_leaves_the_cursor_and_the_next_pull_completes_it(live_server, tmp_path):
     if not settings.REDIS_URL:
         pytest.skip("needs Redis (REDIS_URL or 127.0.0.1:6379) for the worker's broker")
@@ -44,7 +46,7 @@ def test_a_pull_killed_halfway_leaves_the_cursor_and_the_next_pull_completes_it(
     db = connection.settings_dict
     env = clean_env(OMS_VAR_DIR=str(tmp_path), REDIS_URL=settings.REDIS_URL,
                     DATABASE_URL=f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-                    OMS_SANDBOX_ORDERS_PER_MINUTE="4")
+                    OMS_SANDBOX_ORDERS_PER_MINUTE="12")
     queue = f"crash-{uuid.uuid4().hex[:8]}"
     worker = subprocess.Popen(
         [PYTHON, "-m", "celery", "-A", "oms", "worker", "--pool=solo", "-Q", queue, "--without-heartbeat",
