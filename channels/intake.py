@@ -252,20 +252,15 @@ def _apply_new_together(page: Page, prepared: list) -> dict[int, IngestResult]:
     seen = Counter(str(data.get("external_order_id", "")) for *_, data in prepared if isinstance(data, dict))
     repeated = {external_id for external_id, count in seen.items() if count > 1}
     chosen = []
-    held_back: set[str] = set()  # SKUs an earlier payload, made one at a time, may reserve
+    ahead = []  # what the payloads made one at a time may reserve, in the order received
     for index, payload, item, data in prepared:
         if not isinstance(data, dict):
             continue
         order_input = _batchable(page, data, repeated)
-        if order_input is not None and data["status"] == Status.PAID and \
-                {line["sku"].code for line in order_input["lines"]} & held_back:
-            order_input = None  # made here, it would take stock ahead of an earlier order
-        if order_input is None:
-            if data.get("status") != Status.PENDING_PAYMENT:  # may reserve (or give back) stock
-                map_skus(page.channel, data, page)
-                held_back |= {str(line.get("sku", "")) for line in data.get("lines") or [] if isinstance(line, dict)}
-            continue
-        chosen.append((index, payload, order_input, item.key))
+        if order_input is not None:
+            chosen.append((index, payload, order_input, item.key))
+        elif data.get("status") != Status.PENDING_PAYMENT:  # may become paid and reserve
+            ahead.append(batch.Claim(index, _claimed_units(page, data), str((data.get("receiver") or {}).get("province", ""))))
     if not chosen or not batch.can_batch(page.channel, {line["sku"].pk for *_, data, _ in chosen
                                                         for line in data["lines"]}):
         return {}
@@ -278,7 +273,8 @@ def _apply_new_together(page: Page, prepared: list) -> dict[int, IngestResult]:
     try:
         with transaction.atomic():
             orders = batch.create_orders(page.channel, [(data, key) for *_, data, key in chosen],
-                                         Actor.for_channel(page.channel), busy_buyers=busy)
+                                         Actor.for_channel(page.channel), busy_buyers=busy,
+                                         positions=[index for index, *_ in chosen], ahead=ahead)
             done = [(index, payload, order) for (index, payload, _, _), order in zip(chosen, orders, strict=True)
                     if order is not None]
             _finish_created(done)
@@ -294,6 +290,18 @@ def _apply_new_together(page: Page, prepared: list) -> dict[int, IngestResult]:
         page.known_orders.add(order.external_order_id)
         results[index] = IngestResult(RawPayload.Outcome.CREATED, order.order_no, payload.pk, [])
     return results
+
+
+def _claimed_units(page: Page, data: dict) -> list[tuple[int, int]]:
+    """(SKU id, quantity) of a normalised order's lines that map to our SKUs."""
+    map_skus(page.channel, data, page)
+    units = []
+    for line in data.get("lines") or []:
+        sku = page.sku(line.get("sku", "")) if isinstance(line, dict) else None
+        quantity = to_decimal(line.get("quantity")) if sku is not None else None
+        if quantity is not None and quantity > 0 and quantity == int(quantity):
+            units.append((sku.pk, int(quantity)))
+    return units
 
 
 def _batchable(page: Page, data: dict, repeated: set[str]) -> dict | None:

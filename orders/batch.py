@@ -50,14 +50,27 @@ def can_batch(channel, sku_ids) -> bool:
 BATCHABLE = (Status.PENDING_PAYMENT, Status.PAID, Status.CANCELLED, Status.REFUNDED)
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What an order made one at a time after the batch may reserve (a paid order on hold for
+    its address, an existing order now paid): planned in its place in the page, so that the
+    batch leaves it the units it would have had."""
+
+    position: int
+    units: list[tuple[int, int]]  # (SKU id, quantity)
+    province: str
+
+
 def create_orders(channel, entries: list[tuple[dict, str]], actor: Actor,
-                  busy_buyers: frozenset[str] = frozenset()) -> list[Order | None]:
+                  busy_buyers: frozenset[str] = frozenset(), positions: list[int] | None = None,
+                  ahead: list[Claim] = ()) -> list[Order | None]:
     """Create these new orders as `create_order` would. An entry is (validated order input
     with a status in BATCHABLE, raw digest to remember), in the order received. Returns each
     entry's order, or None for one left to `create_order`: a paid one that cannot be reserved
     in full (held there with the reason), an unpaid one it may merge (see `_may_merge`;
     `busy_buyers`: identity keys of the page's other new unpaid orders, which create_order
-    makes one at a time). Inside the caller's transaction; raises StockMoved."""
+    makes one at a time). `positions`: the entries' places in the page, among those of the
+    claims `ahead`. Inside the caller's transaction; raises StockMoved."""
     now = timezone.now()
     order_pks = rowsql.draw_pks(Order, len(entries))
     line_pks = iter(rowsql.draw_pks(OrderLine, sum(len(data["lines"]) for data, _ in entries)))
@@ -73,7 +86,7 @@ def create_orders(channel, entries: list[tuple[dict, str]], actor: Actor,
         requests.append(Request(order, sorted(((line.pk, line.sku_id, line.quantity) for line in lines),
                                               key=lambda line: (line[1], line[0]))))
     paid = [i for i, (_, _, data) in enumerate(made) if data["status"] == Status.PAID]
-    plans = dict(zip(paid, plan_together([requests[i] for i in paid]) if paid else [], strict=True))
+    plans = _plans(channel, requests, paid, positions or list(range(len(made))), ahead)
     candidates = [i for i in range(len(made)) if i not in plans or not plans[i].shortages]
     unpaid = [Unpaid(i, made[i][0].placed_at, key, _signature(made[i][2])) for i in candidates
               if made[i][2]["status"] == Status.PENDING_PAYMENT for key in [buyer_key(made[i][2])] if key]
@@ -112,6 +125,21 @@ def create_orders(channel, entries: list[tuple[dict, str]], actor: Actor,
     for i in chosen:
         found[i] = made[i][0]
     return found
+
+
+def _plans(channel, requests: list[Request], paid: list[int], positions: list[int], ahead) -> dict:
+    """The paid entries' plans, each made in its place in the page: after the claims before it."""
+    if not paid:
+        return {}
+    queue = [(positions[i], i, requests[i]) for i in paid]
+    for claim in ahead:
+        if claim.units:
+            phantom = Order(channel=channel, receiver_province=claim.province)
+            queue.append((claim.position, None, Request(phantom, [(-n, sku_id, quantity) for n, (sku_id, quantity)
+                                                                   in enumerate(sorted(claim.units), start=1)])))
+    queue.sort(key=lambda entry: entry[0])
+    planned = plan_together([request for *_, request in queue])
+    return {i: plan for (_, i, _), plan in zip(queue, planned, strict=True) if i is not None}
 
 
 @dataclass(frozen=True)
