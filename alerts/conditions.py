@@ -75,6 +75,17 @@ def exception_case_overdue(threshold, now):
             for pk, order_id, no, kind, role in rows]
 
 
+def parcel_out_on_cancelled_order(threshold, now):
+    """An order cancelled or refunded after a parcel left: the parcel must be intercepted."""
+    from orders.models import CaseKind, ExceptionCase
+
+    rows = (ExceptionCase.objects.filter(status="open", kind=CaseKind.INTERCEPT_RETURN,
+                                         opened_at__lte=now - _minutes(threshold))
+            .values_list("id", "order_id", "order__order_no")[:MAX_MATCHES])
+    return [Match(f"case:{pk}", order_id, f"{no}: cancelled or refunded with a parcel out: intercept it")
+            for pk, order_id, no in rows]
+
+
 def ship_requested_no_outbound(threshold, now):
     return _orders_in(Status.SHIP_REQUESTED, threshold, now,
                       f"ship requested, no outbound scan for {threshold:.0f} min")
@@ -179,6 +190,8 @@ CONDITIONS: dict[str, Condition] = {c.code: c for c in [
     Condition("approval_pending", _("Approval pending"), "minutes", approval_pending),
     Condition("exception_case_overdue", _("Exception case past its SOP time limit"), "minutes",
               exception_case_overdue),
+    Condition("parcel_out_on_cancelled_order", _("Parcel out on a cancelled or refunded order"), "minutes",
+              parcel_out_on_cancelled_order),
     Condition("ship_requested_no_outbound", _("Ship requested without an outbound scan"), "minutes",
               ship_requested_no_outbound),
     Condition("outbound_without_tracking", _("Outbound without a carrier tracking event"), "minutes",
@@ -210,6 +223,8 @@ BUILTIN_RULES = [
     BuiltinRule("approval-pending-8h", "approval_pending", "480", "warning", "Approval pending for 8 h", 60),
     BuiltinRule("exception-case-overdue", "exception_case_overdue", "0", "warning",
                 "Exception case past its SOP time limit", 120),
+    BuiltinRule("parcel-out-cancelled", "parcel_out_on_cancelled_order", "0", "critical",
+                "Parcel out on a cancelled or refunded order", 30),
     BuiltinRule("ship-no-outbound-4h", "ship_requested_no_outbound", "240", "warning",
                 "Ship requested, no outbound scan in 4 h"),
     BuiltinRule("ship-no-outbound-24h", "ship_requested_no_outbound", "1440", "critical",

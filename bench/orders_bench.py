@@ -141,6 +141,16 @@ def scan_ready_orders(channel, warehouse, sku, count=SCAN_ORDERS):
                                 "unit_price, discount, sku_id) FROM STDIN") as copy:
             for order_id, _ in orders:
                 copy.write_row((order_id, 1, "", 1, "200.00", "0.00", sku.pk))
+        # Allocated orders have their warehouse's share (a fulfilment order), as approval makes it.
+        cursor.execute(
+            "INSERT INTO orders_fulfilmentorder (order_id, number, warehouse_id, status, created_at, "
+            "cancel_reason, last_location) SELECT id, 1, warehouse_id, 'open', now(), '', '' "
+            "FROM orders_order WHERE order_no LIKE %s", [f"BS{run}%"])
+        cursor.execute(
+            "INSERT INTO orders_fulfilmentline (fulfilment_order_id, order_line_id, quantity) "
+            "SELECT f.id, l.id, l.quantity FROM orders_fulfilmentorder f "
+            "JOIN orders_order o ON o.id = f.order_id JOIN orders_orderline l ON l.order_id = o.id "
+            "WHERE o.order_no LIKE %s", [f"BS{run}%"])
     return [order_no for _, order_no in orders]
 
 
@@ -152,7 +162,7 @@ def quiet_database():
 
     with connection.cursor() as cursor:
         cursor.execute("VACUUM (ANALYZE) orders_order, orders_orderline, orders_orderevent, orders_scannerevent, "
-                       "orders_shipment, inventory_reservation")
+                       "orders_shipment, inventory_reservation, orders_fulfilmentorder, orders_fulfilmentline")
         cursor.execute("CHECKPOINT")
 
 

@@ -76,6 +76,11 @@ class Channel(models.Model):
         _("allow split shipments"), default=False,
         help_text=_("When no single warehouse can ship every line, ship from several."),
     )
+    completion_days = models.PositiveSmallIntegerField(
+        _("completed after delivery (days)"), default=10,
+        help_text=_("A delivered order is completed this many days after delivery, as the "
+                    "channel's automatic receipt confirmation does (Taobao/Tmall: 10 days)."),
+    )
 
     class Meta:
         ordering = ["code"]

@@ -33,8 +33,9 @@ from django.db.models import Q
 from django.utils import timezone
 from django_fsm import can_proceed
 
+from orders import fulfilment
 from orders.events import SYSTEM, Actor, EventKind, Track, record_event
-from orders.models import Fulfilment, Order, Shipment
+from orders.models import Fulfilment, FulfilmentOrder, Order, Shipment
 from orders.services import lock_order, transition
 
 from .carriers import (
@@ -307,37 +308,32 @@ def _record_checkpoint(order, shipment, checkpoint, actor, source, adapter_code)
 
 
 def _follow(order: Order, shipment: Shipment, checkpoint: TrackingCheckpoint, actor: Actor) -> list[str]:
-    """Move the order's tracks for one new checkpoint, as far as its state machine allows."""
+    """Move the parcel's fulfilment order for one new checkpoint, as far as its state machine
+    allows; the order's physical track follows its shares, and the order is delivered when
+    every live share is."""
+    if shipment.fulfilment_order_id is None:
+        return []
+    share = FulfilmentOrder.objects.select_for_update().get(pk=shipment.fulfilment_order_id)
+    share.order = order
     # Never before the outbound scan, even when the courier's clock says so.
-    at = max(checkpoint.at, order.physical_outbound_at or checkpoint.at)
+    at = max(checkpoint.at, share.outbound_at or checkpoint.at)
     parcel = f"{shipment.carrier} {shipment.tracking_no}"
     payload = {"carrier": shipment.carrier, "tracking_no": shipment.tracking_no,
                "state": str(checkpoint.state)}
-    moved = []
-
-    def move(name: str, summary: str) -> None:
-        transition(order, name, actor, at=at, kind=EventKind.SCAN, summary=summary, payload=payload)
-        moved.append(name)
-
     if checkpoint.state in RETURNING:
-        if can_proceed(order.mark_returned):
-            move("mark_returned", f"{parcel} {checkpoint.state}: {checkpoint.description}"[:255])
+        name, summary = "mark_returned", f"{parcel} {checkpoint.state}: {checkpoint.description}"
     elif checkpoint.state == S.SIGNED:
-        if not _every_parcel_signed(order, shipment):
-            return moved
-        if can_proceed(order.mark_physically_delivered):
-            move("mark_physically_delivered", f"{parcel} signed for: {checkpoint.description}"[:255])
-        if order.fulfilment == Fulfilment.DELIVERED and can_proceed(order.mark_delivered):
-            move("mark_delivered", f"delivered: {parcel} signed for")
-    elif order.fulfilment == Fulfilment.OUTBOUND and can_proceed(order.mark_in_transit):
-        move("mark_in_transit", f"{parcel} with the carrier: {checkpoint.description}"[:255])
+        name, summary = "mark_delivered", f"{parcel} signed for: {checkpoint.description}"
+    else:
+        name, summary = "mark_in_transit", f"{parcel} with the carrier: {checkpoint.description}"
+    moved = []
+    if fulfilment.carrier_update(order, share, name, actor, at=at, summary=summary[:255], payload=payload):
+        moved.append(name)
+    if order.fulfilment == Fulfilment.DELIVERED and can_proceed(order.mark_delivered):
+        transition(order, "mark_delivered", actor, at=at, kind=EventKind.SCAN,
+                   summary=f"delivered: {parcel} signed for", payload=payload)
+        moved.append("order_delivered")
     return moved
-
-
-def _every_parcel_signed(order: Order, shipment: Shipment) -> bool:
-    """A split order is delivered when its last parcel is; this one is being signed now."""
-    others = Shipment.objects.filter(order=order).exclude(pk=shipment.pk)
-    return not others.exclude(tracking__state=S.SIGNED).exists()
 
 
 def _refresh_anomalies(order, shipment, row, route, now, actor) -> list[str]:

@@ -90,12 +90,14 @@ def _shortage_message(plan: Plan) -> str:
 
 
 def reserve_for_order(order, *, expires_at: datetime | None = None, only_warehouse: int | None = None,
-                      attempts: int = 3) -> list[Reservation]:
-    """Reserve every line of the order or none, in the warehouse(s) routing picks.
+                      attempts: int = 3, lines: list[tuple[int, int, int]] | None = None) -> list[Reservation]:
+    """Reserve every line of the order or none, in the warehouse(s) routing picks; `lines`
+    ((line id, SKU id, quantity), in SKU order) narrows it to some lines: those that have not
+    left a warehouse yet (orders.fulfilment.lines_left_to_ship).
 
     Raises OutOfStock (nothing reserved) with the reason. A plan that loses a race for the
     last units is re-planned without that warehouse, up to `attempts` times."""
-    lines = _order_lines(order)
+    lines = _order_lines(order) if lines is None else lines
     if not lines:
         raise Invalid({"lines": ["the order has no lines"]})
     excluded: set[int] = set()
@@ -171,11 +173,15 @@ def active_reservations(order):
     return order.reservations.filter(status=Reservation.State.ACTIVE).order_by("sku_id", "warehouse_id")
 
 
-def release_for_order(order, reason: str) -> int:
-    """Give back every active reservation of the order (cancel, refund, expiry, re-route)."""
+def release_for_order(order, reason: str, line_ids: list[int] | None = None) -> int:
+    """Give back every active reservation of the order (cancel, refund, expiry), or those of
+    `line_ids` (a re-route of some of its lines)."""
     released = 0
     now = timezone.now()
-    for reservation in active_reservations(order):
+    reservations = active_reservations(order)
+    if line_ids is not None:
+        reservations = reservations.filter(order_line_id__in=line_ids)
+    for reservation in reservations:
         stock.release(reservation.warehouse_id, reservation.sku_id, reservation.quantity,
                       order=order, reservation=reservation, reference=order.order_no,
                       reason=f"release ({reason}) for {order.order_no}"[:255])
@@ -226,22 +232,13 @@ def ship_for_order(order, warehouse_id: int) -> tuple[int, bool]:
     return shipped, elsewhere
 
 
-def reserved_in(order, warehouse_id: int) -> list[tuple[str, int]] | None:
-    """(barcode, quantity) the order holds in that warehouse, or None when it holds nothing
-    anywhere (an order from before stock was tracked: every line is expected)."""
-    rows = _active_of_order(order)
-    if not rows:
-        return None
-    return [(barcode, quantity) for _id, wid, _sku, quantity, barcode in rows if wid == warehouse_id]
-
-
-def move_reservations(order, warehouse_id: int) -> list[Reservation]:
-    """Re-route: release everything and reserve every line in `warehouse_id`, or change
-    nothing (OutOfStock) when that warehouse cannot ship the whole order."""
+def move_reservations(order, warehouse_id: int, lines: list[tuple[int, int, int]]) -> list[Reservation]:
+    """Re-route: release what `lines` ((line id, SKU id, quantity)) hold and reserve them in
+    `warehouse_id`, or change nothing (OutOfStock) when that warehouse cannot ship them all."""
     with transaction.atomic():
         expires_at = active_reservations(order).values_list("expires_at", flat=True).first()
-        release_for_order(order, "re-routed")
-        return reserve_for_order(order, expires_at=expires_at, only_warehouse=warehouse_id)
+        release_for_order(order, "re-routed", line_ids=[line_id for line_id, _sku, _q in lines])
+        return reserve_for_order(order, expires_at=expires_at, only_warehouse=warehouse_id, lines=lines)
 
 
 def confirm_reservations(order) -> None:

@@ -29,6 +29,8 @@ DEFAULT_SCHEDULES: list[DefaultSchedule] = [
     # scan without a broker round trip on the scanner's request path.
     DefaultSchedule("channels: start tracking new parcels, flag those quiet for 48 h",
                     "channels.check_stale_tracking", every_seconds=60),
+    DefaultSchedule("orders: complete delivered orders after the channel's confirmation period",
+                    "orders.complete_delivered", every_seconds=3600),
     DefaultSchedule("orders: release expired unpaid reservations", "orders.expire_unpaid_reservations",
                     every_seconds=60),
     DefaultSchedule("orders: pass overdue approvals to the backup", "orders.transfer_overdue_approvals",

@@ -17,7 +17,16 @@ from oms.errors import DomainError
 
 from . import services
 from .events import Actor
-from .models import Order, OrderEvent, OrderLine, ScannerEvent, Shipment, WarehouseDevice
+from .models import (
+    FulfilmentLine,
+    FulfilmentOrder,
+    Order,
+    OrderEvent,
+    OrderLine,
+    ScannerEvent,
+    Shipment,
+    WarehouseDevice,
+)
 
 # The admin buttons and the service each one calls.
 TRANSITION_SERVICES = {
@@ -53,6 +62,44 @@ class ShipmentInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+class FulfilmentOrderInline(ReadOnlyInline):
+    model = FulfilmentOrder
+    fields = ["number", "warehouse", "status", "picking_started_at", "packed_at", "outbound_at",
+              "delivered_at", "cancelled_at", "cancel_reason", "last_location"]
+    readonly_fields = fields
+    ordering = ["number"]
+
+
+class FulfilmentLineInline(ReadOnlyInline):
+    model = FulfilmentLine
+    fields = ["order_line", "quantity"]
+    readonly_fields = fields
+
+
+@admin.register(FulfilmentOrder)
+class FulfilmentOrderAdmin(admin.ModelAdmin):
+    """Read only: shares move by scans, carrier tracking and the order's services."""
+
+    list_display = ["__str__", "warehouse", "status", "created_at", "outbound_at", "last_location"]
+    list_filter = ["status", "warehouse"]
+    search_fields = ["=order__order_no"]
+    list_select_related = ["order", "warehouse"]
+    inlines = [FulfilmentLineInline]
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in FulfilmentOrder._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 class OrderEventInline(ReadOnlyInline):
     model = OrderEvent
     fields = ["at", "track", "kind", "actor", "from_state", "to_state", "summary"]
@@ -78,14 +125,14 @@ class OrderAdmin(FSMAdminMixin, admin.ModelAdmin):
     search_fields = ["=order_no", "=external_order_id"]
     date_hierarchy = "placed_at"
     list_select_related = ["channel", "warehouse"]
-    inlines = [OrderLineInline, ShipmentInline, OrderEventInline]
+    inlines = [OrderLineInline, FulfilmentOrderInline, ShipmentInline, OrderEventInline]
     actions = ["approve_selected"]
     show_full_result_count = False
     fieldsets = [
         (None, {"fields": ["order_no", "channel", "external_order_id", "status", "fulfilment",
                            "warehouse", "hold_reason", "cancel_reason", "last_location"]}),
         (_("Amounts"), {"fields": ["currency", "goods_amount", "shipping_fee", "discount_amount",
-                                   "payable_amount"]}),
+                                   "payable_amount", "refund_due", "refunded_amount"]}),
         (_("Receiver"), {"fields": ["buyer_name", "receiver_name", "receiver_phone",
                                     "receiver_province", "receiver_city", "receiver_district",
                                     "receiver_address", "customer"]}),

@@ -27,8 +27,9 @@ from oms import rowsql
 from . import services, stock_flow
 from .approvals import active_policies, new_order_facts
 from .events import Actor, collected_events
+from .fulfilment import new_shares
 from .identity import identities_for, new_identity
-from .models import Order, OrderLine, Status
+from .models import Fulfilment, FulfilmentLine, FulfilmentOrder, Order, OrderLine, Status
 from .numbers import next_order_nos
 
 
@@ -118,6 +119,7 @@ def create_orders(channel, entries: list[tuple[dict, str]], actor: Actor,
     orders = sorted((made[i][0] for i in chosen), key=lambda order: order.external_order_id)
     rowsql.copy_instances(orders)
     rowsql.copy_instances([line for i in chosen for line in made[i][1]])
+    _copy_shares([(made[i][0], reserved[i]) for i in chosen if i in reserved])
     rowsql.copy_instances(events)
     for order in orders:
         order.remember_saved_values()
@@ -125,6 +127,25 @@ def create_orders(channel, entries: list[tuple[dict, str]], actor: Actor,
     for i in chosen:
         found[i] = made[i][0]
     return found
+
+
+def _copy_shares(reserved: list[tuple[Order, list]]) -> None:
+    """The fulfilment orders of the orders the batch approved and allocated: one per
+    warehouse their reservations are in, as stock_flow.allocate makes them one at a time."""
+    shares = [share for order, reservations in reserved if order.fulfilment == Fulfilment.ALLOCATED
+              for share in new_shares(order, [(r.order_line_id, r.warehouse_id, r.quantity) for r in reservations],
+                                      at=order.approved_at)]
+    if not shares:
+        return
+    for (share, lines), pk in zip(shares, rowsql.draw_pks(FulfilmentOrder, len(shares)), strict=True):
+        share.pk = pk
+        for line in lines:
+            line.fulfilment_order_id = pk
+    lines = [line for _share, share_lines in shares for line in share_lines]
+    for line, pk in zip(lines, rowsql.draw_pks(FulfilmentLine, len(lines)), strict=True):
+        line.pk = pk
+    rowsql.copy_instances([share for share, _lines in shares])
+    rowsql.copy_instances(lines)
 
 
 def _plans(channel, requests: list[Request], paid: list[int], positions: list[int], ahead) -> dict:

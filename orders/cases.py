@@ -141,6 +141,19 @@ SOPS: dict[str, dict] = {
             "without finance's written agreement; note their decision before the hold is released."
         ),
     },
+    CaseKind.INTERCEPT_RETURN: {
+        "stage": CaseStage.AFTER_SALE,
+        "severity": CaseSeverity.HIGH,
+        "responsibility": Responsibility.CUSTOMER,
+        "owner_role": OPS,
+        "time_limit_hours": 4,
+        "recommended_action": gettext_lazy(
+            "The order was cancelled or refunded after a parcel left the warehouse. Ask the "
+            "carrier to intercept the parcel now (give the tracking number); if it was already "
+            "delivered, ask the buyer to send it back. Record the carrier's answer, check the "
+            "parcel when it is back, and close the case once the refund owed has been paid."
+        ),
+    },
 }
 SOP_FIELDS = ("stage", "severity", "responsibility", "owner_role", "time_limit_hours", "recommended_action")
 

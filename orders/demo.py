@@ -159,10 +159,13 @@ def _advance(order_no, stage, placed, device) -> None:  # noqa: C901 - a straigh
     if stage in ("shipped", "outbound_before_request"):
         return
     from django.db import transaction
+
+    from . import fulfilment
     with transaction.atomic():
         order = services.lock_order(order_no)
-        services.transition(order, "mark_physically_delivered", SYSTEM, at=scan_at + timedelta(hours=30),
-                            summary="carrier: signed for")
+        for share in fulfilment.shares_of(order):
+            fulfilment.carrier_update(order, share, "mark_delivered", SYSTEM, at=scan_at + timedelta(hours=30),
+                                      summary="carrier: signed for", payload={})
         services.transition(order, "mark_delivered", SYSTEM, at=scan_at + timedelta(hours=30))
         if stage == "completed":
             services.transition(order, "complete", SYSTEM, at=scan_at + timedelta(days=7))

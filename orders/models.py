@@ -12,7 +12,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
-from django_fsm import FSMField, FSMModelMixin, transition
+from django_fsm import RETURN_VALUE, FSMField, FSMModelMixin, transition
 
 from oms import rowsql
 
@@ -46,6 +46,8 @@ class Fulfilment(models.TextChoices):
 # a recorded outbound scan.
 SHIPPED_STATES = [Status.SHIPPED, Status.DELIVERED, Status.COMPLETED]
 PHYSICALLY_OUT = [Fulfilment.OUTBOUND, Fulfilment.IN_TRANSIT, Fulfilment.DELIVERED]
+# Fulfilment order states of a parcel that has left its warehouse (models_fulfilment.LEFT).
+SHARES_LEFT = ["outbound", "in_transit", "delivered", "returned"]
 # Business states in which the warehouse may work on the order.
 WAREHOUSE_WORKABLE = [Status.APPROVED, Status.SHIP_REQUESTED]
 CANCELLABLE = [
@@ -53,8 +55,9 @@ CANCELLABLE = [
 ]
 
 
-def money_field(verbose_name):
-    return models.DecimalField(verbose_name, max_digits=14, decimal_places=2, default=Decimal("0"))
+def money_field(verbose_name, help_text=""):
+    return models.DecimalField(verbose_name, max_digits=14, decimal_places=2, default=Decimal("0"),
+                               help_text=help_text)
 
 
 class CustomerIdentity(models.Model):
@@ -139,6 +142,9 @@ class Order(FSMModelMixin, models.Model):
         verbose_name=_("merged into"),
         help_text=_("A duplicate unpaid order kept as a linked sub-order of the first one."),
     )
+    refund_due = money_field(
+        _("refund owed"), _("What the customer is owed back: a refund, or a cancel after a parcel left."))
+    refunded_amount = money_field(_("refunded"), _("Refunds booked for the order so far (its fund vouchers)."))
     hold_reason = models.TextField(_("hold reason"), blank=True)
     cancel_reason = models.TextField(_("cancel reason"), blank=True)
     last_location = models.CharField(
@@ -203,6 +209,8 @@ class Order(FSMModelMixin, models.Model):
                 & Q(discount_amount__gte=0) & Q(payable_amount__gte=0),
                 name="order_amounts_not_negative",
             ),
+            models.CheckConstraint(condition=Q(refund_due__gte=0) & Q(refunded_amount__gte=0),
+                                   name="order_refund_amounts_not_negative"),
         ]
         indexes = [
             models.Index(fields=["status", "status_changed_at"], name="order_status_since_idx"),
@@ -257,6 +265,15 @@ class Order(FSMModelMixin, models.Model):
     def warehouse_may_work(self) -> bool:
         return self.status in WAREHOUSE_WORKABLE
 
+    def no_share_left(self) -> bool:
+        """No parcel of the order has left a warehouse (a split order's first one included)."""
+        if self.physical_outbound_at is not None:
+            return False
+        return self._state.adding or not self.fulfilment_orders.filter(status__in=SHARES_LEFT).exists()
+
+    def refunds_cover_what_is_owed(self) -> bool:
+        return self.refund_due > 0 and self.refunded_amount >= self.refund_due
+
     # --- business track -------------------------------------------------------------------
     @transition(field=status, source=Status.PENDING_PAYMENT, target=Status.PAID,
                 custom={"admin": False})
@@ -290,7 +307,7 @@ class Order(FSMModelMixin, models.Model):
         self.completed_at = at
 
     @transition(field=status, source=[Status.PAID, Status.APPROVED], target=Status.ON_HOLD,
-                permission="orders.hold_order", custom={"label": _("Hold"), "form": "orders.forms.ReasonForm"})
+                conditions=[not_physically_out], permission="orders.hold_order", custom={"label": _("Hold"), "form": "orders.forms.ReasonForm"})
     def hold(self, at, reason):
         self.hold_reason = reason
 
@@ -300,59 +317,37 @@ class Order(FSMModelMixin, models.Model):
         self.hold_reason = ""
 
     @transition(field=status, source=CANCELLABLE, target=Status.CANCELLED,
-                conditions=[not_physically_out], permission="orders.cancel_order",
+                conditions=[no_share_left], permission="orders.cancel_order",
                 custom={"label": _("Cancel"), "form": "orders.forms.ReasonForm"})
     def cancel(self, at, reason):
         self.cancelled_at = at
         self.cancel_reason = reason
 
     @transition(field=status,
-                source=[Status.PAID, Status.APPROVED, Status.ON_HOLD, Status.SHIPPED,
-                        Status.DELIVERED, Status.COMPLETED],
+                source=[Status.PAID, Status.APPROVED, Status.ON_HOLD, Status.SHIP_REQUESTED,
+                        Status.SHIPPED, Status.DELIVERED, Status.COMPLETED],
                 target=Status.REFUNDING, custom={"admin": False})
-    def start_refund(self, at):
-        pass
+    def start_refund(self, at, owed=None):
+        self.refund_due = max(self.refund_due, self.payable_amount if owed is None else owed)
 
     @transition(field=status, source=Status.REFUNDING, target=Status.REFUNDED,
-                custom={"admin": False})
+                conditions=[refunds_cover_what_is_owed], custom={"admin": False})
     def mark_refunded(self, at):
         pass
 
-    # --- physical track (warehouse events and carrier tracking only) ---------------------
-    @transition(field=fulfilment, source=[Fulfilment.UNALLOCATED, Fulfilment.ALLOCATED],
-                target=Fulfilment.ALLOCATED, conditions=[has_warehouse], custom={"admin": False})
-    def allocate(self, at):
-        pass
-
-    @transition(field=fulfilment, source=Fulfilment.ALLOCATED, target=Fulfilment.PICKING,
-                conditions=[warehouse_may_work], custom={"admin": False})
-    def start_picking(self, at):
-        self.picking_started_at = at
-
-    @transition(field=fulfilment, source=Fulfilment.PICKING, target=Fulfilment.PACKED,
-                conditions=[warehouse_may_work], custom={"admin": False})
-    def verify_pack(self, at):
-        self.packed_at = at
-
-    @transition(field=fulfilment, source=Fulfilment.PACKED, target=Fulfilment.OUTBOUND,
-                conditions=[warehouse_may_work], custom={"admin": False})
-    def record_outbound(self, at):
-        self.physical_outbound_at = at
-
-    @transition(field=fulfilment, source=Fulfilment.OUTBOUND, target=Fulfilment.IN_TRANSIT,
+    # --- physical track: derived from the fulfilment orders (orders.fulfilment) -----------
+    @transition(field=fulfilment, source="*", target=RETURN_VALUE(*Fulfilment.values),
                 custom={"admin": False})
-    def mark_in_transit(self, at):
-        pass
-
-    @transition(field=fulfilment, source=[Fulfilment.OUTBOUND, Fulfilment.IN_TRANSIT],
-                target=Fulfilment.DELIVERED, custom={"admin": False})
-    def mark_physically_delivered(self, at):
-        pass
-
-    @transition(field=fulfilment, source=[Fulfilment.OUTBOUND, Fulfilment.IN_TRANSIT],
-                target=Fulfilment.RETURNED, custom={"admin": False})
-    def mark_returned(self, at):
-        pass
+    def follow_shares(self, at, to, outbound_at=None):
+        """The order's physical track follows its fulfilment orders (warehouse scans and
+        carrier tracking move those); the first time a stage is reached it is stamped."""
+        if to == Fulfilment.PICKING and self.picking_started_at is None:
+            self.picking_started_at = at
+        if to == Fulfilment.PACKED and self.packed_at is None:
+            self.packed_at = at
+        if to in PHYSICALLY_OUT + [Fulfilment.RETURNED] and self.physical_outbound_at is None:
+            self.physical_outbound_at = outbound_at or at
+        return to
 
 
 class OrderLine(models.Model):
@@ -444,6 +439,10 @@ class OrderEvent(models.Model):
 
 class Shipment(models.Model):
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="shipments")
+    fulfilment_order = models.ForeignKey(
+        "orders.FulfilmentOrder", on_delete=models.PROTECT, null=True, blank=True,
+        related_name="shipments", verbose_name=_("fulfilment order"),
+    )
     warehouse = models.ForeignKey("inventory.Warehouse", on_delete=models.PROTECT, related_name="+")
     carrier = models.CharField(_("carrier"), max_length=32)
     tracking_no = models.CharField(_("tracking number"), max_length=64)
@@ -529,4 +528,5 @@ class OrderNumberSequence(models.Model):
 
 
 # Approvals and exception cases live in their own module; importing it here registers them.
+from .models_fulfilment import *  # noqa: E402, F403
 from .models_workflow import *  # noqa: E402, F403

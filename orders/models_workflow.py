@@ -212,6 +212,7 @@ class CaseKind(models.TextChoices):
     CARRIER_ANOMALY = "carrier_anomaly", _("carrier anomaly")
     INTAKE_HELD = "intake_held", _("held by channel intake")
     AMOUNT_MISMATCH = "amount_mismatch", _("amount mismatch")
+    INTERCEPT_RETURN = "intercept_return", _("parcel out on a cancelled or refunded order")
 
 
 class CaseStage(models.TextChoices):

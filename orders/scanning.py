@@ -13,12 +13,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from inventory.models import SKU
+from oms import rowsql
 from oms.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from oms.rowsql import Selection, fetch_instances, insert_instance, statement
 
-from . import stock_flow
+from . import fulfilment, stock_flow
 from .events import SYSTEM, Actor, EventKind, Track, record_event
 from .models import Order, ScannerEvent, Shipment, Status, WarehouseDevice
+from .models_fulfilment import WAITING
 from .services import transition
 
 PICK_STARTED, PACK_VERIFIED, OUTBOUND = "pick_started", "pack_verified", "outbound"
@@ -27,7 +29,7 @@ ALLOWED_CLOCK_SKEW = timedelta(minutes=5)
 # What a scan reads and writes on the order; the rest of the row is left unread.
 SCAN_FIELDS = (
     "id", "order_no", "status", "fulfilment", "warehouse_id", "last_scan_at", "last_location",
-    "ship_requested_at", "physical_outbound_at", "status_changed_at",
+    "ship_requested_at", "physical_outbound_at", "status_changed_at", "picking_started_at", "packed_at",
 )
 FSM_METHOD = {PICK_STARTED: "start_picking", PACK_VERIFIED: "verify_pack", OUTBOUND: "record_outbound"}
 
@@ -50,99 +52,114 @@ def apply_scanner_event(device: WarehouseDevice, event: dict) -> ScanReply:
     except (DomainError, IntegrityError):
         original = ScannerEvent.objects.filter(event_id=event["event_id"]).first()
         if original is not None:
-            return _replay(original, device)
+            return _replay(original, device, event)
         raise
 
 
-def _replay(original: ScannerEvent, device: WarehouseDevice) -> ScanReply:
+def _replay(original: ScannerEvent, device: WarehouseDevice, event: dict) -> ScanReply:
+    """The same event again gets its original reply; an event id names one event, so the id
+    used by another device, for another order or another step is refused (CONTRACTS.md)."""
     if original.device_id != device.pk:
         raise Conflict("this event_id was already used by another device", event_id=str(original.event_id))
+    if (original.request.get("order_no"), original.type) != (event["order_no"], event["type"]):
+        raise Conflict(
+            f"this event_id was already used for {original.type} of order {original.request.get('order_no')}",
+            event_id=str(original.event_id),
+        )
     return ScanReply(200 if original.response_status < 300 else original.response_status, original.response)
 
 
 @transaction.atomic
 def _apply(device: WarehouseDevice, event: dict) -> ScanReply:
     order = lock_scan_order(event["order_no"])
-    # The order's own warehouse drives the physical track; another warehouse holding part of
-    # a split order scans its parcel too, recorded on the timeline without moving the track.
-    primary = order.warehouse_id == device.warehouse_id
-    if not primary and not (order.warehouse_id and stock_flow.holds_stock_in(order, device.warehouse_id)):
-        where = order.warehouse.code if order.warehouse else "no warehouse"
-        raise Forbidden(
-            f"order {order.order_no} is routed to {where}, not to this device's warehouse "
-            f"{device.warehouse.code}"
-        )
+    # Each warehouse scans its own share of the order (its fulfilment order).
+    shares = fulfilment.shares_of(order)
+    here = _shares_here(order, shares, device)
     scanned_at = event["scanned_at"]
     if scanned_at > timezone.now() + ALLOWED_CLOCK_SKEW:
         raise Invalid({"scanned_at": [f"{scanned_at.isoformat()} is in the future"]})
-    last_scan = order.last_scan_at
-    if last_scan and scanned_at < last_scan:
-        raise Conflict(
-            f"out of order: scanned at {scanned_at.isoformat()}, before the last recorded scan "
-            f"at {last_scan.isoformat()}",
-            state={"status": order.status, "fulfilment": order.fulfilment},
-        )
     if order.status not in (Status.APPROVED, Status.SHIP_REQUESTED):
         raise Conflict(
             f"order {order.order_no} is {order.status}: the warehouse must not work on it",
             state={"status": order.status, "fulfilment": order.fulfilment},
             allowed=[],
         )
+    share = next((s for s in here if s.status in WAITING), None)
+    if share is None:
+        raise fulfilment.refusal(here[-1], f"{here[-1].code} has no more work in {device.warehouse.code}: "
+                                           f"it is {here[-1].status}")
+    last_scan = share.last_scan_at
+    if last_scan and scanned_at < last_scan:
+        raise Conflict(
+            f"out of order: scanned at {scanned_at.isoformat()}, before the last recorded scan "
+            f"of {share.code} at {last_scan.isoformat()}",
+            state={"status": order.status, "fulfilment": order.fulfilment,
+                   "fulfilment_order": share.code, "fulfilment_order_status": share.status},
+        )
 
     actor = Actor.for_device(device)
     station = event.get("station") or device.name
-    context = {"station": station, "operator": event.get("operator", ""), "event_id": str(event["event_id"])}
+    context = {"station": station, "operator": event.get("operator", ""), "event_id": str(event["event_id"]),
+               "fulfilment_order": share.number, "warehouse": device.warehouse.code}
     if event["type"] == PACK_VERIFIED:
-        expected = stock_flow.expected_items(order, device.warehouse_id)
-        difference = pack_difference(expected, event["items"])
+        difference = pack_difference(_share_items(share), event["items"])
         if difference:
             return _refuse_pack(order, device, event, actor, station, difference, context)
 
+    share.last_location = station
+    share.last_scan_at = scanned_at
+    before, after = fulfilment.move_share(share, FSM_METHOD[event["type"]], scanned_at)  # one UPDATE
     order.last_location = station
-    order.last_scan_at = scanned_at
+    order.last_scan_at = max(scanned_at, order.last_scan_at or scanned_at)
     summary = f"{event['type'].replace('_', ' ')} at {station}"
-    others_still_reserved = False
     if event["type"] == OUTBOUND:
-        _create_shipment(order, event, scanned_at)
-        _units, others_still_reserved = stock_flow.ship(order, device.warehouse_id)
-    # Pick and pack move the track at the order's own warehouse; the outbound moves it when
-    # the last parcel leaves, wherever that is.
-    moves_track = not others_still_reserved if event["type"] == OUTBOUND else primary
-    if moves_track:
-        # The order row is written once, after the outbound's own transition and the shipped
-        # one it may complete.
-        transition(order, FSM_METHOD[event["type"]], actor, at=scanned_at, kind=EventKind.SCAN,
-                   summary=summary, payload=context, save=False)
-    else:
-        _record_partial(order, device, event, actor, summary, context)
-    if event["type"] == OUTBOUND and not others_still_reserved and order.has_physical_outbound() \
-            and order.status == Status.SHIP_REQUESTED:
+        _create_shipment(order, share, event, scanned_at)
+        stock_flow.ship(order, share.warehouse_id)
+    if len(shares) > 1:
+        summary += f" [{share.code}]"
+    # The order row is written once, after the order's own move and the shipped one it may complete.
+    moved = fulfilment.follow(order, shares, actor, at=scanned_at, summary=summary, kind=EventKind.SCAN,
+                              payload=context, save=False)
+    if not moved:
+        record_event(order, track=Track.PHYSICAL, kind=EventKind.SCAN, actor=actor, at=scanned_at,
+                     from_state=before, to_state=after, summary=summary, payload=context)
+    if order.has_physical_outbound() and order.status == Status.SHIP_REQUESTED:
         transition(order, "mark_shipped", SYSTEM, at=scanned_at,
                    summary=f"shipped: outbound scan at {station}, {event['carrier']} {event['tracking_no']}")
     else:
         order.save_changes()
-    body = {"order_no": order.order_no, "status": order.status, "fulfilment": order.fulfilment}
+    body = {"order_no": order.order_no, "status": order.status, "fulfilment": order.fulfilment,
+            "fulfilment_order": share.code, "fulfilment_order_status": share.status}
     _store(device, order, event, 201, body)
     return ScanReply(201, body)
 
 
-def _record_partial(order, device, event, actor, summary, context) -> None:
-    """A split order's parcel scan that does not move the order's physical track (yet)."""
-    if event["type"] == OUTBOUND:
-        summary += " (one parcel of a split order; the others are still in their warehouses)"
-    if not _earlier_step_done(order, device, event["type"]):
-        raise Conflict(f"out of order: {event['type']} before the previous step at this warehouse",
-                       state={"status": order.status, "fulfilment": order.fulfilment})
-    order.save_changes()
-    record_event(order, track=Track.PHYSICAL, kind=EventKind.SCAN, actor=actor,
-                 at=event["scanned_at"], summary=f"{summary} [{device.warehouse.code}]", payload=context)
+def _shares_here(order: Order, shares: list, device: WarehouseDevice) -> list:
+    """The order's shares in the device's warehouse (a warehouse holding none is refused: 403)."""
+    here = [s for s in shares if s.warehouse_id == device.warehouse_id]
+    if here:
+        return here
+    if not shares and order.warehouse_id == device.warehouse_id:
+        # An order allocated before fulfilment orders existed: its whole share, made now.
+        made = fulfilment.cover_lines(order, shares)
+        if made:
+            return made
+    where = order.warehouse.code if order.warehouse_id else "no warehouse"
+    raise Forbidden(
+        f"order {order.order_no} has no share in this device's warehouse "
+        f"{device.warehouse.code} (routed to {where})"
+    )
 
 
-def _earlier_step_done(order, device, kind: str) -> bool:
-    previous = {PICK_STARTED: None, PACK_VERIFIED: PICK_STARTED, OUTBOUND: PACK_VERIFIED}[kind]
-    return previous is None or ScannerEvent.objects.filter(
-        order=order, device__warehouse_id=device.warehouse_id, type=previous, response_status=201
-    ).exists()
+def _share_items(share) -> list[tuple[str, int]]:
+    """(barcode, quantity) the pack check expects: the share's lines."""
+    return rowsql.fetch_rows(rowsql.statement(("barcodes_of_share",), _barcodes_of_share_sql), [share.pk])
+
+
+def _barcodes_of_share_sql(connection) -> str:
+    return ("SELECT s.barcode, f.quantity FROM orders_fulfilmentline f "
+            "INNER JOIN orders_orderline l ON l.id = f.order_line_id "
+            "INNER JOIN inventory_sku s ON s.id = l.sku_id WHERE f.fulfilment_order_id = %s ORDER BY l.line_no")
 
 
 def pack_difference(expected_items: list[tuple[str, int]], items: list[dict]) -> dict:
@@ -183,11 +200,11 @@ def _refuse_pack(order, device, event, actor, station, difference, context) -> S
     return ScanReply(409, body)
 
 
-def _create_shipment(order, event, outbound_at) -> Shipment:
+def _create_shipment(order, share, event, outbound_at) -> Shipment:
     # Its tracking number goes back to the channel from the push sweep (channels.tasks), not
     # from here: a broker round trip per scan would cost the scanner a third.
     shipment = Shipment(
-        order=order, warehouse_id=order.warehouse_id, carrier=event["carrier"],
+        order=order, fulfilment_order=share, warehouse_id=share.warehouse_id, carrier=event["carrier"],
         tracking_no=event["tracking_no"], outbound_at=outbound_at,
     )
     # The unique key decides, no look-up first: a taken tracking number inserts nothing.

@@ -11,6 +11,7 @@ from oms.errors import NotFound
 
 from .identity import masked_hash, normalise_phone, phone_hash
 from .models import EventKind, Order, OrderEvent, Status, Track
+from .models_fulfilment import WAITING, FulfilmentOrder, ShareState
 
 # How long an order may sit in a stage before the timeline calls it blocked, and what it is
 # waiting for. Overridable with settings.OMS_STAGE_EXPECTED_SECONDS.
@@ -35,7 +36,8 @@ def expected_seconds(stage: str) -> int | None:
 
 def order_list() -> QuerySet[Order]:
     return Order.objects.select_related("channel", "warehouse").prefetch_related(
-        "lines__sku", "shipments"
+        "lines__sku", "shipments__warehouse", "shipments__fulfilment_order",
+        "fulfilment_orders__warehouse", "fulfilment_orders__lines__order_line__sku",
     )
 
 
@@ -112,14 +114,40 @@ def timeline(order: Order, now: datetime | None = None) -> dict:
         }
         for event in events
     ]
+    shares = fulfilment_orders(order)
+    blocking = blocking_point(order, customer_track, events, now)
+    waiting = [share for share in shares if share["status"] in WAITING]
+    if blocking and waiting:  # where a split order waits: its least advanced share still in a warehouse
+        blocking["fulfilment_order"] = waiting[0]["code"]
+        blocking["warehouse"] = waiting[0]["warehouse"]
+        blocking["last_location"] = waiting[0]["last_location"] or blocking["last_location"]
     return {
         "order_no": order.order_no,
         "status": order.status,
         "fulfilment": order.fulfilment,
+        "fulfilment_orders": shares,
         "customer_track": customer_track,
         "system_log": system_log,
-        "blocking": blocking_point(order, customer_track, events, now),
+        "blocking": blocking,
     }
+
+
+_SHARE_ORDER = {state: rank for rank, state in enumerate(ShareState.values)}
+
+
+def fulfilment_orders(order: Order) -> list[dict]:
+    """Each warehouse's share: where it is, since when, last seen where (least advanced first)."""
+    rows = FulfilmentOrder.objects.filter(order=order).select_related("warehouse").order_by("number")
+    shares = [{
+        "code": f"{order.order_no}-F{share.number}",
+        "warehouse": share.warehouse.code,
+        "status": share.status,
+        "since": share.cancelled_at or share.returned_at or share.delivered_at or share.outbound_at
+        or share.packed_at or share.picking_started_at or share.created_at,
+        "last_location": share.last_location,
+        "last_scan_at": share.last_scan_at,
+    } for share in rows]
+    return sorted(shares, key=lambda share: _SHARE_ORDER[share["status"]])
 
 
 def blocking_point(order: Order, customer_track: list[dict], events, now: datetime) -> dict | None:

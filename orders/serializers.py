@@ -8,7 +8,7 @@ from channels.models import MANUAL_CHANNEL_CODE, Channel
 from inventory.models import SKU
 
 from .identity import mask_phone
-from .models import Order, OrderLine, Shipment
+from .models import FulfilmentLine, FulfilmentOrder, Order, OrderLine, Shipment
 from .scanning import EVENT_TYPES, OUTBOUND, PACK_VERIFIED
 from .services import order_amounts
 
@@ -125,9 +125,42 @@ class OrderLineSerializer(serializers.ModelSerializer):
 
 
 class ShipmentSerializer(serializers.ModelSerializer):
+    warehouse = serializers.CharField(source="warehouse.code")
+    fulfilment_order = serializers.SerializerMethodField()
+
     class Meta:
         model = Shipment
-        fields = ["carrier", "tracking_no", "outbound_at"]
+        fields = ["carrier", "tracking_no", "outbound_at", "warehouse", "fulfilment_order"]
+
+    def get_fulfilment_order(self, shipment) -> int | None:
+        return shipment.fulfilment_order.number if shipment.fulfilment_order_id else None
+
+
+class FulfilmentLineSerializer(serializers.ModelSerializer):
+    line_no = serializers.IntegerField(source="order_line.line_no")
+    sku = serializers.CharField(source="order_line.sku.code")
+
+    class Meta:
+        model = FulfilmentLine
+        fields = ["line_no", "sku", "quantity"]
+
+
+class FulfilmentOrderSerializer(serializers.ModelSerializer):
+    """A warehouse's share of the order, with its own physical track."""
+
+    code = serializers.CharField()
+    warehouse = serializers.CharField(source="warehouse.code")
+    lines = FulfilmentLineSerializer(many=True)
+    allowed = serializers.SerializerMethodField()
+
+    class Meta:
+        model = FulfilmentOrder
+        fields = ["number", "code", "warehouse", "status", "allowed", "lines", "created_at",
+                  "picking_started_at", "packed_at", "outbound_at", "delivered_at", "returned_at",
+                  "cancelled_at", "cancel_reason", "last_scan_at", "last_location"]
+
+    def get_allowed(self, share) -> list[str]:
+        return sorted(t.name for t in share.get_available_status_transitions())
 
 
 class OrderSerializer(serializers.ModelSerializer):
@@ -136,6 +169,7 @@ class OrderSerializer(serializers.ModelSerializer):
     receiver = serializers.SerializerMethodField()
     lines = OrderLineSerializer(many=True)
     shipments = ShipmentSerializer(many=True)
+    fulfilment_orders = FulfilmentOrderSerializer(many=True)
 
     class Meta:
         model = Order
@@ -145,7 +179,8 @@ class OrderSerializer(serializers.ModelSerializer):
             "buyer_name", "receiver", "hold_reason", "cancel_reason", "last_location",
             "placed_at", "paid_at", "approved_at", "ship_requested_at", "picking_started_at",
             "packed_at", "physical_outbound_at", "shipped_at", "delivered_at", "completed_at",
-            "cancelled_at", "status_changed_at", "lines", "shipments",
+            "cancelled_at", "status_changed_at", "refund_due", "refunded_amount", "lines", "shipments",
+            "fulfilment_orders",
         ]
 
     def get_receiver(self, order) -> dict:

@@ -17,10 +17,11 @@ from inventory.models import Warehouse
 from oms import rowsql
 from oms.errors import Conflict, Forbidden, Invalid, NotFound
 
-from . import stock_flow
+from . import fulfilment, stock_flow
 from .events import SYSTEM, Actor, EventKind, Track, record_event
 from .identity import identity_for
-from .models import Order, OrderLine, Status
+from .models import CANCELLABLE, CaseKind, Order, OrderLine, Status
+from .models_fulfilment import WAITING, ShareState
 from .numbers import next_order_no
 
 # Why a transition's condition failed, in words for the person who asked.
@@ -29,6 +30,8 @@ CONDITION_REASONS = {
     "has_physical_outbound": "the warehouse has not scanned the parcel outbound",
     "not_physically_out": "the parcel has already left the warehouse",
     "warehouse_may_work": "the order is not approved for the warehouse to work on",
+    "no_share_left": "a parcel of the order has already left a warehouse",
+    "refunds_cover_what_is_owed": "the refunds booked do not cover what is owed yet",
 }
 
 # An order leaving for these states no longer waits for anyone's approval.
@@ -293,14 +296,25 @@ def follow_channel_status(order: Order, data: dict, actor: Actor, *, batch: bool
         if wanted == Status.PAID and not batch:
             stock_flow.reserve_or_hold(order, actor)
             start_approval(order, actor)
+    if wanted in (Status.CANCELLED, Status.REFUNDED) and not batch:
+        shares = fulfilment.shares_of(order)
+        if fulfilment.any_left(shares) and order.status not in (Status.REFUNDING, Status.REFUNDED):
+            # Cancelled or refunded on the channel after a parcel left: stop the rest, intercept
+            # what left, owe the money back.
+            after_parcel_left(order, shares, actor, at=timezone.now(), reason=f"{wanted} on the channel")
+            return
     if wanted == Status.CANCELLED and can_proceed(order.cancel):
         transition(order, "cancel", actor, reason="cancelled on the channel", save=not batch)
         if not batch:
+            fulfilment.cancel_waiting(order, shares, "cancelled on the channel", order.cancelled_at, actor)
             stock_flow.release(order, "cancelled on the channel")
     if wanted == Status.REFUNDED and can_proceed(order.start_refund):
-        transition(order, "start_refund", actor, summary="refunded on the channel", save=not batch)
+        transition(order, "start_refund", actor, summary="refunded on the channel", save=not batch,
+                   owed=order.payable_amount)
         if not batch:
+            fulfilment.cancel_waiting(order, shares, "refunded on the channel", timezone.now(), actor)
             stock_flow.release(order, "refunded on the channel")
+            settle_refund(order, order.refunded_amount, actor)
 
 
 def _apply_channel_update(order: Order, data: dict, digest: str, actor: Actor,
@@ -375,7 +389,8 @@ def approve_locked(order: Order, actor: Actor, *, at: datetime | None = None, su
 
 @transaction.atomic
 def route_order(order_no: str, warehouse_code: str, actor: Actor, at: datetime | None = None) -> Order:
-    """Assign or re-assign the shipping warehouse; refused once picking has started."""
+    """Assign or re-assign the shipping warehouse of the order's shares still waiting for a
+    warehouse; a share whose picking started, or that has left, is not moved (409)."""
     order = lock_order(order_no)
     try:
         warehouse = Warehouse.objects.get(code=warehouse_code, active=True)
@@ -388,15 +403,33 @@ def route_order(order_no: str, warehouse_code: str, actor: Actor, at: datetime |
             f"cannot route an order that is {order.status}",
             state={"status": order.status, "fulfilment": order.fulfilment}, allowed=[],
         )
-    if not can_proceed(order.allocate, check_conditions=False):
-        transition(order, "allocate", actor)  # refused with the state and what is allowed
+    at = at or timezone.now()
+    shares = fulfilment.shares_of(order)
+    moving = [s for s in shares if s.status in WAITING and s.warehouse_id != warehouse.pk]
+    started = next((s for s in moving if s.status != ShareState.OPEN), None)
+    if started is not None:
+        raise fulfilment.refusal(started, f"cannot re-route {started.code}: picking has started at "
+                                          f"{started.warehouse.code} ({started.status})")
+    lines = fulfilment.lines_left_to_ship(order)
+    if not lines:
+        raise Conflict("every parcel of the order has left its warehouse: nothing to route",
+                       state={"status": order.status, "fulfilment": order.fulfilment}, allowed=[])
+    held_elsewhere = {line for s in shares if s.status in WAITING and s.warehouse_id == warehouse.pk
+                      for line in s.lines.values_list("order_line_id", flat=True)}
+    to_move = [line for line in lines if line[0] not in held_elsewhere]
+    moved = ""
+    if to_move and not (order.status == Status.PENDING_PAYMENT and not stock_flow.has_reservations(order)):
+        moved = stock_flow.reservation_summary(inventory_services.move_reservations(order, warehouse.pk, to_move))
     previous = order.warehouse
-    moved = stock_flow.move_to(order, warehouse)
+    replaced = {}
+    for share in fulfilment.cancel_waiting(order, moving, f"re-routed to {warehouse.code}", at, actor):
+        replaced.setdefault(warehouse.pk, share)
     order.warehouse = warehouse
-    transition(
-        order, "allocate", actor, at=at,
+    fulfilment.cover_lines(order, shares, at=at, replaces=replaced)
+    fulfilment.follow(
+        order, shares, actor, at=at, always=True,
         summary=f"routed to {warehouse.code}" + (f" (was {previous.code})" if previous else "")
-        + (f"; {moved}" if moved else ""),
+        + (f"; reservation moved: {moved}" if moved else ""),
         payload={"warehouse": warehouse.code, "previous": previous.code if previous else None},
     )
     return order
@@ -416,17 +449,54 @@ def request_shipment(order_no: str, actor: Actor, at: datetime | None = None) ->
 
 @transaction.atomic
 def cancel_order(order_no: str, reason: str, actor: Actor, at: datetime | None = None) -> Order:
+    """Cancel the order. When a parcel has already left, the shares still in a warehouse are
+    cancelled, an intercept case is opened on what left and the payment is owed back: the
+    order goes to refunding, never to a quiet "cancelled" with a parcel on the road."""
     if not reason.strip():
         raise Invalid({"reason": [_("A reason is required.")]})
     order = lock_order(order_no)
+    at = at or timezone.now()
+    shares = fulfilment.shares_of(order)
+    if order.status in CANCELLABLE and fulfilment.any_left(shares):
+        if actor.user is not None and not actor.user.has_perm("orders.cancel_order"):
+            raise Forbidden(f"{actor.label} may not cancel orders")
+        after_parcel_left(order, shares, actor, at=at, reason=reason.strip())
+        return order
     transition(order, "cancel", actor, at=at, reason=reason.strip(),
                summary=f"cancelled: {reason.strip()}")
+    fulfilment.cancel_waiting(order, shares, "order cancelled", at, actor)
     stock_flow.release(order, "cancelled")
     return order
 
 
+def after_parcel_left(order: Order, shares: list, actor: Actor, *, at: datetime, reason: str,
+                      owed: Decimal | None = None) -> None:
+    """A cancel or refund of an order some of whose parcels have left: cancel the shares still
+    in a warehouse (their stock goes back), open an intercept / return case on the parcels out,
+    and owe the customer `owed` (the payable by default): the order goes to refunding."""
+    from . import cases
+
+    owed = order.payable_amount if owed is None else owed
+    cancelled = fulfilment.cancel_waiting(order, shares, reason, at, actor)
+    stock_flow.release(order, reason)
+    out = [s for s in shares if s.has_left]
+    parcels = ", ".join(f"{s.code} ({s.status})" for s in out)
+    if can_proceed(order.start_refund):
+        transition(order, "start_refund", actor, at=at, owed=owed,
+                   summary=f"{reason} after parcels left ({parcels}): refund of {owed} {order.currency} owed",
+                   payload={"reason": reason, "left": [s.number for s in out],
+                            "cancelled": [s.number for s in cancelled], "owed": str(owed)})
+    elif order.status == Status.REFUNDING and owed > order.refund_due:
+        order.refund_due = owed
+        order.save_changes()
+    fulfilment.follow(order, shares, SYSTEM, at=at, summary=f"physical track follows what left: {parcels}")
+    cases.open_case(order, CaseKind.INTERCEPT_RETURN, f"{reason}; parcels out: {parcels}", actor=actor, at=at)
+    settle_refund(order, order.refunded_amount, actor)
+
+
 @transaction.atomic
 def hold_order(order_no: str, reason: str, actor: Actor, at: datetime | None = None) -> Order:
+    """Stop the warehouse: shares not yet out wait until the hold is released."""
     if not reason.strip():
         raise Invalid({"reason": [_("A reason is required.")]})
     order = lock_order(order_no)
@@ -436,17 +506,53 @@ def hold_order(order_no: str, reason: str, actor: Actor, at: datetime | None = N
 
 @transaction.atomic
 def release_hold(order_no: str, actor: Actor, at: datetime | None = None) -> Order:
+    """Back to paid; stock is reserved again only for lines that hold none and have not left."""
     from . import approvals
 
     order = lock_order(order_no)
     transition(order, "release_hold", actor, at=at)
-    if not stock_flow.has_reservations(order):
+    lines = fulfilment.lines_left_to_ship(order)
+    if lines and not stock_flow.has_reservations(order):
         try:
-            inventory_services.reserve_for_order(order, only_warehouse=order.warehouse_id)
+            inventory_services.reserve_for_order(order, only_warehouse=order.warehouse_id, lines=lines)
         except inventory_services.OutOfStock as exc:
             raise Conflict(f"still cannot reserve stock: {exc.detail}", **exc.extra) from None
     approvals.resume_after_release(order, actor, at=at)
     return order
+
+
+def settle_refund(order: Order, refunded: Decimal, actor: Actor, at: datetime | None = None) -> None:
+    """On a locked order: `refunded` is the refund total its vouchers now book
+    (reconciliation.vouchers). A refunding order whose refunds cover what is owed is refunded."""
+    if refunded != order.refunded_amount:
+        order.refunded_amount = refunded
+        order.save_changes()
+    if order.status == Status.REFUNDING and order.refunds_cover_what_is_owed():
+        transition(order, "mark_refunded", actor, at=at,
+                   summary=f"refunded: {order.refunded_amount} of {order.refund_due} {order.currency} owed",
+                   payload={"refunded": str(order.refunded_amount), "owed": str(order.refund_due)})
+
+
+def complete_delivered(now: datetime | None = None, limit: int = 1000) -> int:
+    """Delivered orders past their channel's confirmation period are completed, as the
+    channel's automatic receipt confirmation does. Each order in its own transaction."""
+    from channels.models import Channel
+
+    now = now or timezone.now()
+    completed = 0
+    for channel_id, days in Channel.objects.values_list("pk", "completion_days"):
+        due = list(Order.objects.filter(channel_id=channel_id, status=Status.DELIVERED,
+                                        delivered_at__lte=now - timedelta(days=days))
+                   .values_list("order_no", flat=True)[:limit])
+        for order_no in due:
+            with transaction.atomic():
+                order = lock_order(order_no)
+                if order.status != Status.DELIVERED:
+                    continue
+                transition(order, "complete", SYSTEM, at=now,
+                           summary=f"completed: delivered {days} days ago, the channel's confirmation period")
+                completed += 1
+    return completed
 
 
 def expire_unpaid_reservations(limit: int = 500) -> int:

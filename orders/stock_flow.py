@@ -1,5 +1,6 @@
 """Where the order's life meets stock: reserve on payment (or creation, with an expiry),
-allocate on approval, release on cancel/refund/expiry, consume on the outbound scan.
+allocate on approval (fulfilment orders), release on cancel/refund/expiry, consume on the
+outbound scan.
 
 Called by orders.services with the order row locked, inside its transaction.
 """
@@ -10,10 +11,10 @@ from datetime import datetime
 
 from inventory import services as inventory
 from inventory.models import Reservation, Warehouse
-from oms import rowsql
 
+from . import fulfilment
 from .events import SYSTEM, Actor, EventKind, Track, record_event
-from .models import Order, Status
+from .models import Fulfilment, Order, Status
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class KnownStock:
     warehouse_codes: dict[int, str]
 
 
-def _summary(reservations: list[Reservation], codes: dict[int, str] | None = None) -> str:
+def reservation_summary(reservations: list[Reservation], codes: dict[int, str] | None = None) -> str:
     per_warehouse = Counter()
     for reservation in reservations:
         per_warehouse[reservation.warehouse_id] += reservation.quantity
@@ -51,7 +52,7 @@ def reserve_at_creation(order: Order, actor: Actor) -> None:
                      payload={"shortages": exc.extra.get("shortages", [])})
         return
     record_event(order, track=Track.SYSTEM, kind=EventKind.SYNC, actor=SYSTEM,
-                 summary=f"stock reserved until {expires_at:%Y-%m-%d %H:%M} UTC: {_summary(reservations)}")
+                 summary=f"stock reserved until {expires_at:%Y-%m-%d %H:%M} UTC: {reservation_summary(reservations)}")
 
 
 def reserve_or_hold(order: Order, actor: Actor) -> bool:
@@ -62,9 +63,12 @@ def reserve_or_hold(order: Order, actor: Actor) -> bool:
     if has_reservations(order):
         inventory.confirm_reservations(order)
         return True
+    lines = fulfilment.lines_left_to_ship(order)
+    if not lines:  # every parcel has left: nothing to hold stock for
+        return True
     try:
         # An order routed by hand before payment reserves in its warehouse, where it will ship.
-        reservations = inventory.reserve_for_order(order, only_warehouse=order.warehouse_id)
+        reservations = inventory.reserve_for_order(order, only_warehouse=order.warehouse_id, lines=lines)
     except inventory.OutOfStock as exc:
         transition(order, "hold", SYSTEM, reason=exc.detail, summary=f"on hold: {exc.detail}",
                    payload={"shortages": exc.extra.get("shortages", [])})
@@ -76,7 +80,7 @@ def reserve_or_hold(order: Order, actor: Actor) -> bool:
 def record_reserved(order: Order, reservations: list[Reservation], codes: dict[int, str] | None = None) -> None:
     """The timeline's note of a paid order's reservation (`codes`: warehouse codes by id)."""
     record_event(order, track=Track.SYSTEM, kind=EventKind.SYNC, actor=SYSTEM,
-                 summary=f"stock reserved: {_summary(reservations, codes)}")
+                 summary=f"stock reserved: {reservation_summary(reservations, codes)}")
 
 
 def primary_warehouse(order: Order, known: KnownStock | None = None) -> int | None:
@@ -90,24 +94,38 @@ def primary_warehouse(order: Order, known: KnownStock | None = None) -> int | No
 
 
 def allocate(order: Order, actor: Actor, at: datetime | None = None, known: KnownStock | None = None) -> None:
-    """An approved order is allocated to the warehouse its reservation is in."""
+    """An approved order is allocated to the warehouse(s) its reservation is in: one
+    fulfilment order per warehouse for the lines no share holds yet. A new order of a batch
+    (orders.batch) gets its shares from the batch, which inserts them with the order."""
     from .services import transition
 
-    warehouse_id = primary_warehouse(order, known)
-    if warehouse_id is None or order.fulfilment != "unallocated":
+    if order._state.adding:
+        warehouse_id = primary_warehouse(order, known)
+        if warehouse_id is None or order.fulfilment != Fulfilment.UNALLOCATED:
+            return
+        order.warehouse_id = warehouse_id
+        code = known.warehouse_codes[warehouse_id]
+        transition(order, "follow_shares", actor, at=at, to=Fulfilment.ALLOCATED,
+                   summary=f"allocated to {code} (automatic routing)",
+                   payload={"warehouse": code, "automatic": True})
         return
-    order.warehouse_id = warehouse_id
-    code = known.warehouse_codes[warehouse_id] if known else Warehouse.objects.get(pk=warehouse_id).code
-    transition(order, "allocate", actor, at=at, summary=f"allocated to {code} (automatic routing)",
-               payload={"warehouse": code, "automatic": True})
-
-
-def move_to(order: Order, warehouse: Warehouse) -> str:
-    """Manual re-route: the reservation moves with the order, atomically, or nothing changes."""
-    if order.status in (Status.PENDING_PAYMENT,) and not has_reservations(order):
-        return ""
-    reservations = inventory.move_reservations(order, warehouse.pk)
-    return f"reservation moved: {_summary(reservations)}"
+    if order.warehouse_id is None:
+        order.warehouse_id = primary_warehouse(order)
+        if order.warehouse_id is None:
+            return
+    shares = fulfilment.shares_of(order)
+    made = fulfilment.cover_lines(order, shares, at=at)
+    if made and order.fulfilment == Fulfilment.UNALLOCATED:
+        code = Warehouse.objects.get(pk=order.warehouse_id).code
+        fulfilment.follow(order, shares, actor, at=at,
+                          summary=f"allocated to {code} (automatic routing)"
+                          + (f": {fulfilment.describe(made)}" if len(made) > 1 else ""),
+                          payload={"warehouse": code, "automatic": True})
+    elif made:
+        order.save_changes()
+        record_event(order, track=Track.PHYSICAL, kind=EventKind.TRANSITION, actor=actor, at=at,
+                     summary=f"allocated: {fulfilment.describe(made)}",
+                     payload={"fulfilment_orders": [s.number for s in made]})
 
 
 def release(order: Order, reason: str) -> None:
@@ -117,23 +135,6 @@ def release(order: Order, reason: str) -> None:
                      summary=f"{released} reserved units released ({reason})")
 
 
-def ship(order: Order, warehouse_id: int) -> tuple[int, bool]:
-    return inventory.ship_for_order(order, warehouse_id)
-
-
-def holds_stock_in(order: Order, warehouse_id: int) -> bool:
-    return inventory.active_reservations(order).filter(warehouse_id=warehouse_id).exists()
-
-
-def expected_items(order: Order, warehouse_id: int) -> list[tuple[str, int]]:
-    """What the pack check expects from this warehouse: its share of a split order, or every
-    line when the order holds no reservation at all."""
-    reserved = inventory.reserved_in(order, warehouse_id)
-    if reserved is None:
-        return rowsql.fetch_rows(rowsql.statement(("barcodes_of_lines",), _barcodes_of_lines_sql), [order.pk])
-    return reserved
-
-
-def _barcodes_of_lines_sql(connection) -> str:
-    return ("SELECT s.barcode, l.quantity FROM orders_orderline l INNER JOIN inventory_sku s ON s.id = l.sku_id "
-            "WHERE l.order_id = %s ORDER BY l.line_no")
+def ship(order: Order, warehouse_id: int) -> int:
+    """The outbound scan of the order's share in that warehouse: its reservations leave."""
+    return inventory.ship_for_order(order, warehouse_id)[0]

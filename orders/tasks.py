@@ -11,6 +11,12 @@ def sweep_shipped() -> int:
     return services.sweep_shipped()
 
 
+@shared_task(name="orders.complete_delivered")
+def complete_delivered() -> int:
+    """Hourly: delivered orders past their channel's confirmation period are completed."""
+    return services.complete_delivered()
+
+
 @shared_task(name="orders.expire_unpaid_reservations")
 def expire_unpaid_reservations() -> int:
     """Every minute: stock held for unpaid orders past its expiry goes back on sale."""

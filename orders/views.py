@@ -12,7 +12,7 @@ from oms.errors import DomainError
 from . import selectors, services
 from .events import Actor
 from .forms import NoteForm
-from .models import Order, Status
+from .models import Order, ShareState, Status
 
 
 @login_required
@@ -51,6 +51,7 @@ def order_detail(request, order_no):
         "timeline": data,
         "form": form,
         "status_labels": dict(Status.choices),
+        "share_labels": dict(ShareState.choices),
         "can_note": request.user.has_perm("orders.add_order_note"),
     }
     return render(request, "cs/order_detail.html", context)

@@ -9,7 +9,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from oms.errors import Conflict, Invalid, NotFound
@@ -35,6 +35,14 @@ def received_amount(order: Order) -> Decimal:
     """Money received for the order, derived from its vouchers (never stored)."""
     total = order.vouchers.filter(status__in=COUNTED_STATUSES).aggregate(total=Sum("amount"))["total"]
     return (total or Decimal("0")).quantize(Decimal("0.01"))  # SQLite sums drop the scale
+
+
+def refunded_amount(order: Order) -> Decimal:
+    """Money refunded for the order: its refunds less the reversals of refunds (a positive sum)."""
+    total = order.vouchers.filter(status__in=COUNTED_STATUSES).filter(
+        Q(kind=VoucherKind.REFUND) | Q(kind=VoucherKind.REVERSAL, reverses__kind=VoucherKind.REFUND)
+    ).aggregate(total=Sum("amount"))["total"]
+    return (-(total or Decimal("0"))).quantize(Decimal("0.01"))
 
 
 def log_callback(provider: str, body: bytes, outcome: str, transaction_no: str = "", detail: str = ""):
@@ -113,6 +121,7 @@ def apply_to_order(voucher: FundVoucher, order: Order, actor: Actor) -> None:
     if voucher.kind != VoucherKind.PAYMENT:
         record_event(order, track=Track.SYSTEM, kind=EventKind.PAYMENT, actor=actor,
                      summary=summary, payload=payload)
+        order_services.settle_refund(order, refunded_amount(order), actor, at=voucher.occurred_at)
         return
     if voucher.amount != order.payable_amount or voucher.currency != order.currency:
         _hold_for_check(voucher, order, actor, payload)
@@ -205,6 +214,7 @@ def reverse_voucher(transaction_no: str, reason: str, user) -> FundVoucher:
                     f"received now {received_amount(order)}",
             payload={"transaction_no": transaction_no, "reversal": reversal.transaction_no},
         )
+        order_services.settle_refund(order, refunded_amount(order), Actor.for_user(user))
     return reversal
 
 

@@ -18,20 +18,18 @@ from channels.carriers import CarrierError
 from channels.carriers.kuaidi100 import Kuaidi100Adapter
 from channels.carriers.sandbox import SANDBOX_SALT, SandboxCarrier, tracking_no_for
 from channels.models import ShipmentTracking
-from inventory import services as inventory_services
 from oms.schedules import DEFAULT_SCHEDULES
 from oms.tests.factories import UserFactory
+from orders import fulfilment
 from orders import services as order_services
 from orders.events import SYSTEM
 from orders.models import ExceptionCase, OrderEvent, Shipment
 from orders.scanning import OUTBOUND
 from orders.tests.factories import (
-    ChannelFactory,
-    SKUFactory,
-    WarehouseFactory,
     advance,
     make_device,
     make_order,
+    make_split_order,
     ops_actor,
     scan,
 )
@@ -292,9 +290,11 @@ def test_carrier_states_move_the_order_tracks(code, state, fulfilment, status):
 def test_states_the_order_cannot_take_are_recorded_without_moving_it():
     """A parcel of an order that is already delivered: checkpoints only."""
     order, shipment = ship("ZT0000000008")
-    for name in ("mark_physically_delivered", "mark_delivered"):
-        with transaction.atomic():
-            order_services.transition(order_services.lock_order(order.order_no), name, SYSTEM)
+    with transaction.atomic():
+        locked = order_services.lock_order(order.order_no)
+        (share,) = fulfilment.live(fulfilment.shares_of(locked))
+        fulfilment.carrier_update(locked, share, "mark_delivered", SYSTEM, at=NOW, summary="signed", payload={})
+        order_services.transition(locked, "mark_delivered", SYSTEM)
     form = push_form(shipment, [step(2, "6", "快件退回", shipment=shipment)])
 
     applied = tracking.apply_update(parsed(form), "push", now=NOW)
@@ -304,13 +304,7 @@ def test_states_the_order_cannot_take_are_recorded_without_moving_it():
 
 
 def test_a_split_order_is_delivered_when_its_last_parcel_is_signed():
-    sh = WarehouseFactory(code="WH-SH", provinces=["上海"], priority=20)
-    gz = WarehouseFactory(code="WH-GZ", provinces=["广东"], priority=10)
-    tea, cup = SKUFactory(barcode="6900000000001"), SKUFactory(barcode="6900000000002")
-    inventory_services.receive_stock(sh.code, tea.code, 10)
-    inventory_services.receive_stock(gz.code, cup.code, 10)
-    order = make_order(channel=ChannelFactory(allow_split=True), stock=False, receiver=SHANGHAI,
-                       lines=[(tea, 2, "10.00"), (cup, 1, "5.00")])
+    order, sh, gz, tea, cup = make_split_order()
     actor = ops_actor()
     order_services.approve_order(order.order_no, actor)
     order_services.request_shipment(order.order_no, actor)
@@ -326,7 +320,9 @@ def test_a_split_order_is_delivered_when_its_last_parcel_is_signed():
     assert tracks(order) == ("outbound", "shipped")
 
     tracking.apply_update(parsed(push_form(first, route(first, 4))), "push", now=NOW)
-    assert tracks(order) == ("in_transit", "shipped")  # one parcel of two is signed for
+    assert tracks(order) == ("outbound", "shipped")  # one parcel of two is signed for, one just left
+    assert dict(order.fulfilment_orders.values_list("shipments__tracking_no", "status")) == {
+        "ZT2000000001": "delivered", "ZT2000000002": "outbound"}
 
     tracking.apply_update(parsed(push_form(last, route(last, 4))), "push", now=NOW)
     assert tracks(order) == ("delivered", "delivered")

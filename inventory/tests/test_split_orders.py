@@ -2,35 +2,17 @@
 
 import pytest
 
-from inventory import services
 from inventory.models import Reservation, StockLevel
 from orders import services as order_services
 from orders.models import OrderEvent, Shipment, Status
-from orders.tests.factories import (
-    ChannelFactory,
-    SKUFactory,
-    WarehouseFactory,
-    make_device,
-    make_order,
-    ops_actor,
-    scan,
-)
+from orders.tests.factories import WarehouseFactory, make_device, make_split_order, ops_actor, scan
 
 pytestmark = pytest.mark.django_db
-
-SHANGHAI = {"name": "张三", "phone": "13800001234", "province": "上海", "city": "上海市",
-            "district": "浦东新区", "address": "世纪大道100号"}
 
 
 @pytest.fixture
 def split_order():
-    sh = WarehouseFactory(code="WH-SH", provinces=["上海"], priority=20)
-    gz = WarehouseFactory(code="WH-GZ", provinces=["广东"], priority=10)
-    tea, cup = SKUFactory(barcode="6900000000001"), SKUFactory(barcode="6900000000002")
-    services.receive_stock(sh.code, tea.code, 10)
-    services.receive_stock(gz.code, cup.code, 10)
-    order = make_order(channel=ChannelFactory(allow_split=True), stock=False, receiver=SHANGHAI,
-                       lines=[(tea, 2, "10.00"), (cup, 1, "5.00")])
+    order, sh, gz, tea, cup = make_split_order()
     actor = ops_actor()
     order_services.approve_order(order.order_no, actor)
     order_services.request_shipment(order.order_no, actor)
@@ -59,12 +41,15 @@ def test_each_warehouse_packs_and_ships_its_share_and_the_last_parcel_ships_the_
     last = scan(sh_device, order, "outbound", tracking_no="SF000000000002")
 
     order.refresh_from_db()
-    assert last.body == {"order_no": order.order_no, "status": "shipped", "fulfilment": "outbound"}
+    assert last.body == {"order_no": order.order_no, "status": "shipped", "fulfilment": "outbound",
+                         "fulfilment_order": f"{order.order_no}-F1", "fulfilment_order_status": "outbound"}
     assert Shipment.objects.filter(order=order).count() == 2
     assert not Reservation.objects.filter(order=order, status="active").exists()
     assert StockLevel.objects.get(warehouse=sh, sku=tea).on_hand == 8
-    partial = OrderEvent.objects.filter(order=order, summary__contains="one parcel of a split order")
-    assert partial.count() == 1
+    assert dict(Shipment.objects.filter(order=order).values_list("tracking_no", "warehouse__code")) == {
+        "SF000000000001": "WH-GZ", "SF000000000002": "WH-SH"}
+    partial = OrderEvent.objects.filter(order=order, summary__contains=f"[{order.order_no}-F2]")
+    assert partial.count() == 3  # pick, pack and outbound of GZ's share
 
 
 def test_another_warehouse_scans_a_split_order_only_in_step_order(split_order):
@@ -73,7 +58,7 @@ def test_another_warehouse_scans_a_split_order_only_in_step_order(split_order):
 
     from oms.errors import Conflict
 
-    with pytest.raises(Conflict, match="out of order"):
+    with pytest.raises(Conflict, match="cannot verify pack .*-F2: it is open"):
         scan(gz_device, order, "pack_verified", items=[{"barcode": cup.barcode, "quantity": 1}])
 
 

@@ -129,6 +129,25 @@ def make_order(channel=None, lines=None, status: str = "paid", actor: Actor | No
     return Order.objects.get(pk=order.pk)
 
 
+SHANGHAI = {"name": "张三", "phone": "13800001234", "province": "上海", "city": "上海市",
+            "district": "浦东新区", "address": "世纪大道100号"}
+
+
+def make_split_order(**overrides):
+    """A paid order of a channel that allows split shipments, to a Shanghai receiver: tea × 2
+    in stock only in WH-SH (which ships to Shanghai first), cup × 1 only in WH-GZ.
+    Returns (order, sh, gz, tea, cup)."""
+    sh = WarehouseFactory(code="WH-SH", provinces=["上海"], priority=20)
+    gz = WarehouseFactory(code="WH-GZ", provinces=["广东"], priority=10)
+    tea = SKUFactory(code="TEA", barcode="6900000000001")
+    cup = SKUFactory(code="CUP", barcode="6900000000002")
+    receive_stock(sh.code, tea.code, 10)
+    receive_stock(gz.code, cup.code, 10)
+    order = make_order(channel=ChannelFactory(allow_split=True), stock=False, receiver=SHANGHAI,
+                       lines=[(tea, 2, "10.00"), (cup, 1, "5.00")], **overrides)
+    return order, sh, gz, tea, cup
+
+
 def ops_actor(**user_fields) -> Actor:
     return Actor.for_user(UserFactory(role="ops", **user_fields))
 

@@ -252,7 +252,9 @@ def test_retrieve_has_the_contract_fields(ops_client, ops, warehouse, device):
     assert [(line["sku"], line["barcode"], line["quantity"], line["unit_price"])
             for line in data["lines"]] == [("SKU-009", "6900000000093", 3, "10.50")]
     (shipment,) = data["shipments"]
-    assert set(shipment) == {"carrier", "tracking_no", "outbound_at"}
+    assert set(shipment) == {"carrier", "tracking_no", "outbound_at", "warehouse", "fulfilment_order"}
+    (share,) = [f for f in data["fulfilment_orders"] if f["status"] != "cancelled"]
+    assert (share["warehouse"], share["status"], shipment["fulfilment_order"]) == ("WH-SH", "outbound", share["number"])
     assert shipment["carrier"] == "SF"
     assert parse_datetime(shipment["outbound_at"]) == parse_datetime(data["physical_outbound_at"])
 
@@ -361,7 +363,9 @@ def test_route_after_picking_started_is_409(ops_client, ops, warehouse, device):
     response = ops_client.post(f"{ORDERS}{order.order_no}/route/", {"warehouse": "WH-BJ"},
                                format="json")
     assert response.status_code == 409
-    assert response.json()["state"]["fulfilment"] == "picking"
+    assert response.json()["state"] == {"fulfilment_order": f"{order.order_no}-F2", "warehouse": "WH-SH",
+                                        "status": "picking"}
+    assert response.json()["allowed"] == ["cancel", "verify_pack"]
     order.refresh_from_db()
     assert order.warehouse.code == "WH-SH"
     assert [row for row in reservations(order.order_no) if row[2] == "active"] == [("WH-SH", 1, "active")]

@@ -58,6 +58,7 @@ def test_pick_pack_outbound_ships_the_order(device_client, requested):
     assert picked.status_code == 201, picked.json()
     assert picked.json() == {
         "order_no": requested.order_no, "status": "ship_requested", "fulfilment": "picking",
+        "fulfilment_order": f"{requested.order_no}-F2", "fulfilment_order_status": "picking",
     }
 
     packed = post(device_client, scan_body(requested, PACK_VERIFIED, at=start + timedelta(minutes=5),
@@ -71,7 +72,8 @@ def test_pick_pack_outbound_ships_the_order(device_client, requested):
     out = post(device_client, scan_body(requested, OUTBOUND, at=out_at, carrier="SF",
                                         tracking_no="SF1234567890", station="dock-1"))
     assert out.status_code == 201, out.json()
-    assert out.json() == {"order_no": requested.order_no, "status": "shipped", "fulfilment": "outbound"}
+    assert out.json() == {"order_no": requested.order_no, "status": "shipped", "fulfilment": "outbound",
+                          "fulfilment_order": f"{requested.order_no}-F2", "fulfilment_order_status": "outbound"}
 
     order = Order.objects.get(pk=requested.pk)
     assert order.physical_outbound_at == out_at
@@ -94,7 +96,8 @@ def test_outbound_of_an_order_not_yet_requested_leaves_status_approved(device_cl
     reply = post(device_client, scan_body(order, OUTBOUND))
 
     assert reply.status_code == 201
-    assert reply.json() == {"order_no": order.order_no, "status": "approved", "fulfilment": "outbound"}
+    assert reply.json() == {"order_no": order.order_no, "status": "approved", "fulfilment": "outbound",
+                            "fulfilment_order": f"{order.order_no}-F2", "fulfilment_order_status": "outbound"}
     assert Shipment.objects.filter(order=order).count() == 1
 
 
@@ -181,8 +184,9 @@ def test_outbound_before_pack_is_409(device_client, requested):
     reply = post(device_client, scan_body(requested, OUTBOUND))
 
     assert reply.status_code == 409
-    assert reply.json()["state"] == {"status": "ship_requested", "fulfilment": "picking"}
-    assert reply.json()["allowed"] == ["verify_pack"]
+    assert reply.json()["state"] == {"fulfilment_order": f"{requested.order_no}-F2", "warehouse": "WH-SH",
+                                     "status": "picking"}
+    assert reply.json()["allowed"] == ["cancel", "verify_pack"]
     assert counts(requested) == before
     assert state(requested) == ("ship_requested", "picking")
 

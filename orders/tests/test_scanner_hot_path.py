@@ -271,7 +271,8 @@ def test_the_stored_event_keeps_the_request_as_before(device_client, device, req
     assert (stored.device_id, stored.order_id, stored.type, stored.response_status) == (
         device.pk, requested.pk, PICK_STARTED, 201)
     assert stored.response == {"order_no": requested.order_no, "status": "ship_requested",
-                               "fulfilment": "picking"}
+                               "fulfilment": "picking", "fulfilment_order": f"{requested.order_no}-F2",
+                               "fulfilment_order_status": "picking"}
     assert stored.received_at is not None
 
 

@@ -13,18 +13,21 @@ from datetime import timedelta
 import pytest
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
+from django_fsm import can_proceed
 
 from inventory.models import Reservation, StockLevel
 from oms.errors import Conflict, Forbidden
 from oms.tests.factories import UserFactory
-from orders import services
+from orders import fulfilment, services
 from orders.events import SYSTEM, Actor
 from orders.models import (
     AppendOnlyError,
     Fulfilment,
+    FulfilmentOrder,
     Order,
     OrderEvent,
     ScannerEvent,
+    ShareState,
     Shipment,
     Status,
 )
@@ -59,7 +62,7 @@ STATUS_TABLE = {
     "release_hold": ({S.ON_HOLD}, S.PAID),
     "cancel": ({S.PENDING_PAYMENT, S.PAID, S.APPROVED, S.ON_HOLD, S.SHIP_REQUESTED}, S.CANCELLED),
     "start_refund": (
-        {S.PAID, S.APPROVED, S.ON_HOLD, S.SHIPPED, S.DELIVERED, S.COMPLETED}, S.REFUNDING
+        {S.PAID, S.APPROVED, S.ON_HOLD, S.SHIP_REQUESTED, S.SHIPPED, S.DELIVERED, S.COMPLETED}, S.REFUNDING
     ),
     "mark_refunded": ({S.REFUNDING}, S.REFUNDED),
 }
@@ -70,37 +73,44 @@ STATUS_ALLOWED = {
     S.PENDING_PAYMENT: ["cancel", "mark_paid"],
     S.PAID: ["approve", "cancel", "hold", "start_refund"],
     S.APPROVED: ["cancel", "hold", "request_shipment", "start_refund"],
-    S.SHIP_REQUESTED: ["cancel"],
+    S.SHIP_REQUESTED: ["cancel", "start_refund"],
     S.SHIPPED: ["mark_delivered", "start_refund"],
     S.DELIVERED: ["complete", "start_refund"],
     S.COMPLETED: ["start_refund"],
     S.CANCELLED: [],
     S.ON_HOLD: ["cancel", "release_hold", "start_refund"],
-    S.REFUNDING: ["mark_refunded"],
+    S.REFUNDING: [],  # refunded only once refunds cover what is owed (see settle_refund)
     S.REFUNDED: [],
 }
 
-FULFILMENT_TABLE = {
-    "allocate": ({F.UNALLOCATED, F.ALLOCATED}, F.ALLOCATED),
-    "start_picking": ({F.ALLOCATED}, F.PICKING),
-    "verify_pack": ({F.PICKING}, F.PACKED),
-    "record_outbound": ({F.PACKED}, F.OUTBOUND),
-    "mark_in_transit": ({F.OUTBOUND}, F.IN_TRANSIT),
-    "mark_physically_delivered": ({F.OUTBOUND, F.IN_TRANSIT}, F.DELIVERED),
-    "mark_returned": ({F.OUTBOUND, F.IN_TRANSIT}, F.RETURNED),
+# A share's (fulfilment order's) transitions; the order's physical track follows its shares.
+SH = ShareState
+SHARE_TABLE = {
+    "start_picking": ({SH.OPEN}, SH.PICKING),
+    "verify_pack": ({SH.PICKING}, SH.PACKED),
+    "record_outbound": ({SH.PACKED}, SH.OUTBOUND),
+    "mark_in_transit": ({SH.OUTBOUND}, SH.IN_TRANSIT),
+    "mark_delivered": ({SH.OUTBOUND, SH.IN_TRANSIT}, SH.DELIVERED),
+    "mark_returned": ({SH.OUTBOUND, SH.IN_TRANSIT}, SH.RETURNED),
+    "cancel": ({SH.OPEN, SH.PICKING, SH.PACKED}, SH.CANCELLED),
 }
 
-FULFILMENT_ALLOWED = {
-    # allocate needs a warehouse: approval allocates to the reserved one, route_order sets one
-    # and allocates at once
-    F.UNALLOCATED: [],
-    F.ALLOCATED: ["allocate", "start_picking"],
-    F.PICKING: ["verify_pack"],
-    F.PACKED: ["record_outbound"],
-    F.OUTBOUND: ["mark_in_transit", "mark_physically_delivered", "mark_returned"],
-    F.IN_TRANSIT: ["mark_physically_delivered", "mark_returned"],
-    F.DELIVERED: [],
-    F.RETURNED: [],
+SHARE_ALLOWED = {
+    SH.OPEN: ["cancel", "start_picking"],
+    SH.PICKING: ["cancel", "verify_pack"],
+    SH.PACKED: ["cancel", "record_outbound"],
+    SH.OUTBOUND: ["mark_delivered", "mark_in_transit", "mark_returned"],
+    SH.IN_TRANSIT: ["mark_delivered", "mark_returned"],
+    SH.DELIVERED: [],
+    SH.RETURNED: [],
+    SH.CANCELLED: [],
+}
+
+# The order's physical track for a single share in each state (a cancelled share leaves the
+# order where it was).
+ORDER_FOR_SHARE = {
+    SH.OPEN: F.ALLOCATED, SH.PICKING: F.PICKING, SH.PACKED: F.PACKED, SH.OUTBOUND: F.OUTBOUND,
+    SH.IN_TRANSIT: F.IN_TRANSIT, SH.DELIVERED: F.DELIVERED, SH.RETURNED: F.RETURNED,
 }
 
 SCAN_TYPES = {"start_picking": PICK_STARTED, "verify_pack": PACK_VERIFIED, "record_outbound": OUTBOUND}
@@ -110,10 +120,12 @@ def test_the_tables_cover_every_transition_of_the_model():
     order = Order()
     status_names = {t.name for t in order.get_all_status_transitions()}
     fulfilment_names = {t.name for t in order.get_all_fulfilment_transitions()}
+    share_names = {t.name for t in FulfilmentOrder().get_all_status_transitions()}
     assert status_names == set(STATUS_TABLE)
-    assert fulfilment_names == set(FULFILMENT_TABLE)
+    assert fulfilment_names == {"follow_shares"}  # derived from the shares, never set by hand
+    assert share_names == set(SHARE_TABLE)
     assert set(STATUS_ALLOWED) == set(Status.values)
-    assert set(FULFILMENT_ALLOWED) == set(Fulfilment.values)
+    assert set(SHARE_ALLOWED) == set(ShareState.values)
 
 
 def _system_transition(order_no: str, name: str, **kwargs) -> None:
@@ -133,9 +145,9 @@ def order_in_status(state: str, actor: Actor) -> Order:
     elif state == S.CANCELLED:
         services.cancel_order(no, "customer changed their mind", actor)
     elif state in (S.REFUNDING, S.REFUNDED):
-        _system_transition(no, "start_refund")
+        _system_transition(no, "start_refund", owed=order.payable_amount)
         if state == S.REFUNDED:
-            _system_transition(no, "mark_refunded")
+            _settle_refund(no)
     elif state == S.APPROVED:
         advance(order, "approved", actor=actor)  # approval allocates: it has a warehouse
     elif state == S.SHIP_REQUESTED:
@@ -143,7 +155,7 @@ def order_in_status(state: str, actor: Actor) -> Order:
     else:  # shipped, delivered, completed: the parcel really left
         advance(order, "outbound", actor=actor)
         if state in (S.DELIVERED, S.COMPLETED):
-            _system_transition(no, "mark_physically_delivered")
+            _carrier(no, "mark_delivered")
             _system_transition(no, "mark_delivered")
         if state == S.COMPLETED:
             _system_transition(no, "complete")
@@ -152,28 +164,44 @@ def order_in_status(state: str, actor: Actor) -> Order:
     return order
 
 
-def order_in_fulfilment(state: str, actor: Actor):
-    """An order in that physical state and its scanner: approved (no ship request, so the
-    status stays approved) and routed, or for `unallocated` a paid order with its reservation,
-    since approval allocates at once and an approved order is never unallocated."""
-    order = make_order()
-    if state == F.UNALLOCATED:
-        assert (order.status, order.warehouse_id) == (S.PAID, None)
-        return order, None
-    order = advance(order, "routed", actor=actor)
+def _settle_refund(order_no: str) -> None:
+    """Refund vouchers covering the payable were booked (reconciliation.vouchers does this)."""
+    with transaction.atomic():
+        order = services.lock_order(order_no)
+        services.settle_refund(order, order.payable_amount, SYSTEM)
+
+
+def _carrier(order_no: str, name: str, at=None) -> None:
+    """A carrier checkpoint moves each share of the order (channels.tracking does this)."""
+    with transaction.atomic():
+        order = services.lock_order(order_no)
+        for share in fulfilment.live(fulfilment.shares_of(order)):
+            assert fulfilment.carrier_update(order, share, name, SYSTEM, at=at or timezone.now(),
+                                             summary=name, payload={})
+
+
+def order_with_share(state: str, actor: Actor):
+    """An approved order (no ship request, so the status stays approved) with one share in
+    that state, and the share's scanner."""
+    order = advance(make_order(), "routed", actor=actor)
     device, _token = make_device(order.warehouse)
-    stage = {F.PICKING: "picking", F.PACKED: "packed"}.get(state)
-    if state in (F.OUTBOUND, F.IN_TRANSIT, F.DELIVERED, F.RETURNED):
+    stage = {SH.PICKING: "picking", SH.PACKED: "packed"}.get(state)
+    if state in (SH.OUTBOUND, SH.IN_TRANSIT, SH.DELIVERED, SH.RETURNED):
         stage = "outbound"
     if stage:
         order = advance(order, stage, device=device, ship=False, actor=actor,
                         at=timezone.now() - timedelta(minutes=10))
-    follow_up = {F.IN_TRANSIT: "mark_in_transit", F.DELIVERED: "mark_physically_delivered",
-                 F.RETURNED: "mark_returned"}.get(state)
+    follow_up = {SH.IN_TRANSIT: "mark_in_transit", SH.DELIVERED: "mark_delivered",
+                 SH.RETURNED: "mark_returned"}.get(state)
     if follow_up:
-        _system_transition(order.order_no, follow_up, at=timezone.now() - timedelta(minutes=5))
+        _carrier(order.order_no, follow_up, at=timezone.now() - timedelta(minutes=5))
+    if state == SH.CANCELLED:
+        with transaction.atomic():
+            locked = services.lock_order(order.order_no)
+            fulfilment.cancel_waiting(locked, fulfilment.shares_of(locked)[-1:], "test", timezone.now())
     order.refresh_from_db()
-    assert (order.status, order.fulfilment) == (S.APPROVED, state)
+    share = order.fulfilment_orders.latest("number")  # routing cancelled the first one
+    assert (order.status, share.status) == (S.APPROVED, state)
     return order, device
 
 
@@ -195,23 +223,27 @@ def run_status_transition(order: Order, name: str, actor: Actor) -> None:
         services.release_hold(no, actor)
     elif name == "cancel":
         services.cancel_order(no, "customer asked", actor)
+    elif name == "mark_refunded" and order.status == S.REFUNDING:
+        _settle_refund(no)
     else:
         _system_transition(no, name)
 
 
-def run_fulfilment_transition(order: Order, device, name: str, actor: Actor) -> None:
-    if name == "allocate":
-        # To its own warehouse, or (not yet allocated) the one holding its reservation: both
-        # have the stock, so only the state machine decides.
-        target = order.warehouse.code if order.warehouse else reserved_in(order)[0]
-        services.route_order(order.order_no, target, actor)
-    elif name in SCAN_TYPES and device is not None:
+def run_share_transition(order: Order, device, name: str) -> None:
+    if name in SCAN_TYPES:
         reply = scan(device, order, SCAN_TYPES[name])
         assert reply.status_code == 201, reply.body
-    else:
-        # A scan can only reach an order routed to the scanner's warehouse; an unrouted one is
-        # refused by the state machine itself.
-        _system_transition(order.order_no, name)
+        return
+    with transaction.atomic():
+        locked = services.lock_order(order.order_no)
+        share = fulfilment.shares_of(locked)[-1]
+        if not can_proceed(getattr(share, name)):
+            fulfilment.move_share(share, name, timezone.now())  # refused: 409
+        elif name == "cancel":
+            fulfilment.cancel_waiting(locked, [share], "test", timezone.now())
+        else:
+            assert fulfilment.carrier_update(locked, share, name, SYSTEM, at=timezone.now(), summary=name,
+                                             payload={})
 
 
 def snapshot(order: Order) -> dict:
@@ -220,6 +252,8 @@ def snapshot(order: Order) -> dict:
         "events": list(OrderEvent.objects.filter(order=order).values_list("pk", flat=True)),
         "shipments": Shipment.objects.filter(order=order).count(),
         "scanner_events": ScannerEvent.objects.filter(order=order).count(),
+        "shares": list(FulfilmentOrder.objects.filter(order=order).exclude(status=SH.CANCELLED)
+                       .order_by("number").values_list("status", flat=True)),
         "reservations": sorted(Reservation.objects.filter(order=order)
                                .values_list("pk", "warehouse_id", "quantity", "status")),
         "stock": sorted(StockLevel.objects.filter(sku__in=order.lines.values("sku"))
@@ -236,10 +270,10 @@ STATUS_CASES = [
     for name, (sources, target) in STATUS_TABLE.items()
     for state in Status.values
 ]
-FULFILMENT_CASES = [
+SHARE_CASES = [
     pytest.param(name, state, state in sources, target, id=f"{name}-from-{state}")
-    for name, (sources, target) in FULFILMENT_TABLE.items()
-    for state in Fulfilment.values
+    for name, (sources, target) in SHARE_TABLE.items()
+    for state in ShareState.values
 ]
 
 
@@ -256,8 +290,10 @@ def test_status_transition(name, state, allowed, target, ops):
         expected = [("business", state, target)]
         if name == "approve":  # approval allocates to the warehouse holding the reservation
             expected.append(("physical", F.UNALLOCATED, F.ALLOCATED))
-        elif name == "cancel" and active_reservations(before):  # the reserved stock goes back
-            expected.append(("system", "", ""))
+        elif name == "cancel":  # shares still in a warehouse are cancelled, reserved stock goes back
+            expected += [("physical", share, SH.CANCELLED) for share in before["shares"]]
+            if active_reservations(before):
+                expected.append(("system", "", ""))
         new = OrderEvent.objects.filter(order=order).exclude(pk__in=before["events"]).order_by("id")
         assert [(e.track, e.from_state, e.to_state) for e in new] == expected
         business = new.get(track="business")
@@ -286,27 +322,30 @@ def test_status_transition(name, state, allowed, target, ops):
         assert snapshot(order) == before
 
 
-@pytest.mark.parametrize(("name", "state", "allowed", "target"), FULFILMENT_CASES)
-def test_fulfilment_transition(name, state, allowed, target, ops):
-    order, device = order_in_fulfilment(state, ops)
+@pytest.mark.parametrize(("name", "state", "allowed", "target"), SHARE_CASES)
+def test_share_transition(name, state, allowed, target, ops):
+    order, device = order_with_share(state, ops)
     before = snapshot(order)
-
-    status = before["order"]["status"]  # approved, or paid for the unallocated order
+    share = order.fulfilment_orders.latest("number")
 
     if allowed:
-        run_fulfilment_transition(order, device, name, ops)
+        run_share_transition(order, device, name)
         order.refresh_from_db()
-        assert order.fulfilment == target
-        assert order.status == status  # the physical track never moves the business one here
+        share.refresh_from_db()
+        assert share.status == target
+        assert order.status == S.APPROVED  # the physical track never moves the business one here
+        assert order.fulfilment == ORDER_FOR_SHARE.get(target, before["order"]["fulfilment"])
         new = OrderEvent.objects.filter(order=order).exclude(pk__in=before["events"])
-        assert [(e.track, e.from_state, e.to_state) for e in new] == [("physical", state, target)]
-        if name == "allocate":  # the reservation is where the order now ships from
-            assert reserved_in(order) == [order.warehouse.code]
+        (event,) = new
+        assert event.track == "physical"
+        assert event.payload["fulfilment_order"] == share.number
     else:
         with pytest.raises(Conflict) as refused:
-            run_fulfilment_transition(order, device, name, ops)
-        assert refused.value.extra["state"] == {"status": status, "fulfilment": state}
-        assert refused.value.extra["allowed"] == FULFILMENT_ALLOWED[state]
+            run_share_transition(order, device, name)
+        assert refused.value.extra["state"] == {
+            "fulfilment_order": share.code, "warehouse": share.warehouse.code, "status": state,
+        }
+        assert refused.value.extra["allowed"] == SHARE_ALLOWED[state]
         assert snapshot(order) == before
 
 
@@ -500,11 +539,13 @@ def test_sweep_task_runs_the_sweep(ops):
     assert stuck.status == S.SHIPPED
 
 
-def test_cancel_is_refused_once_the_parcel_left(ops):
+def test_cancel_after_the_parcel_left_owes_the_money_back_and_opens_an_intercept_case(ops):
     order = advance(make_order(), "outbound", actor=ops, ship=False)
-    with pytest.raises(Conflict) as refused:
-        services.cancel_order(order.order_no, "too late", ops)
-    assert "left the warehouse" in refused.value.detail
+    services.cancel_order(order.order_no, "too late", ops)
+    order.refresh_from_db()
+    assert (order.status, order.fulfilment) == (S.REFUNDING, F.OUTBOUND)
+    assert order.refund_due == order.payable_amount
+    assert order.exception_cases.get().kind == "intercept_return"
 
 
 def test_status_field_cannot_be_assigned_directly():
