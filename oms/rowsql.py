@@ -50,6 +50,10 @@ class Selection:
     def attnames(self) -> list[str]:
         return [f.attname for f in self.fields]
 
+    @cached_property
+    def pk_index(self) -> int | None:
+        return next((i for i, f in enumerate(self.fields) if f.primary_key), None)
+
     @classmethod
     def of(cls, model: type[Model], names=None, alias: str = "") -> "Selection":
         wanted = None if names is None else {model._meta.get_field(name).attname for name in names}
@@ -94,10 +98,28 @@ def fetch_instances(sql: str, params: list, selections: tuple["Selection", ...])
         row = cursor.fetchone()
     if row is None:
         return None
+    return _instances_of(connection, row, selections)
+
+
+def fetch_all_instances(sql: str, params: list, selections: tuple["Selection", ...]) -> list[list]:
+    """Run a SELECT of `selections`' columns (in that order, e.g. a row and an outer join);
+    for each row its instances, None for a selection whose primary key is NULL (no match)."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [_instances_of(connection, row, selections) for row in rows]
+
+
+def _instances_of(connection, row, selections: tuple["Selection", ...]) -> list:
     instances, start = [], 0
     for selection in selections:
         end = start + len(selection.fields)
         values = row[start:end]
+        if selection.pk_index is not None and values[selection.pk_index] is None:
+            instances.append(None)
+            start = end
+            continue
         conversions = _conversions_for(connection, selection)
         if conversions:
             values = list(values)
@@ -191,6 +213,42 @@ def update_fields(instance: Model, names: list[str]) -> None:
         cursor.execute(sql, [*params, meta.pk.get_db_prep_value(instance.pk, connection)])
         if cursor.rowcount != 1:
             raise DatabaseError(f"{meta.label} {instance.pk}: the update touched {cursor.rowcount} rows")
+
+
+class SavesChanges:
+    """A model mixin: `save_changes()` UPDATEs only the fields changed since the row was
+    loaded (or last saved), by a compiled statement: smaller statements on hot paths, and a
+    column nobody touched is never written back from a stale copy. `always_written` names
+    fields written with every change (an auto_now `updated_at`)."""
+
+    always_written: tuple[str, ...] = ()
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_values = dict(zip(field_names, values, strict=True))
+        return instance
+
+    def remember_saved_values(self) -> None:
+        """What the row holds now (just inserted or saved whole)."""
+        self._loaded_values = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
+
+    def save_changes(self) -> None:
+        loaded = getattr(self, "_loaded_values", None)
+        if loaded is None or self._state.adding:
+            self.save()
+            self.remember_saved_values()
+            return
+        # A field deferred at load time (`.only()`) and assigned since is in __dict__ only.
+        changed = [
+            field.name for field in self._meta.concrete_fields
+            if (field.attname in loaded and getattr(self, field.attname) != loaded[field.attname])
+            or (field.attname not in loaded and field.attname in self.__dict__)
+        ]
+        if changed:
+            update_fields(self, [*changed, *self.always_written])
+            loaded.update({field.attname: getattr(self, field.attname)
+                           for field in self._meta.concrete_fields if field.name in changed})
 
 
 def draw_pks(model: type[Model], count: int) -> list[int]:

@@ -18,6 +18,7 @@ from django.utils import timezone
 from django_fsm import can_proceed
 
 from inventory.models import Reservation
+from oms import rowsql
 from oms.errors import Conflict
 
 from .events import SYSTEM, Actor, EventKind, Track, record_event
@@ -48,11 +49,23 @@ def derived_state(states: list[str]) -> str | None:
     return _ORDER_STATE[min(live, key=_RANK.__getitem__)]
 
 
+_SHARES = rowsql.Selection.of(FulfilmentOrder)
+
+
+def _shares_sql(lock: bool):
+    def build(connection) -> str:
+        quote = connection.ops.quote_name
+        locking = " FOR UPDATE" if lock and connection.features.has_select_for_update else ""
+        return (f"SELECT {_SHARES.columns(quote)} FROM {_SHARES.source(quote)} "  # noqa: S608 - our names
+                f"WHERE {quote('order_id')} = %s ORDER BY {quote('number')}{locking}")
+    return build
+
+
 def shares_of(order: Order, *, lock: bool = True) -> list[FulfilmentOrder]:
-    queryset = FulfilmentOrder.objects.filter(order=order).order_by("number")
-    if lock:
-        queryset = queryset.select_for_update()
-    shares = list(queryset)
+    """The order's shares by number, locked (after the order row) unless `lock` is False.
+    A compiled statement: every scan reads them."""
+    sql = rowsql.statement(("shares_of_order", lock), _shares_sql(lock))
+    shares = [share for (share,) in rowsql.fetch_all_instances(sql, [order.pk], (_SHARES,))]
     for share in shares:
         share.order = order
     return shares
@@ -83,7 +96,7 @@ def move_share(share: FulfilmentOrder, name: str, at: datetime, **kwargs) -> tup
     if not can_proceed(method):
         raise refusal(share, f"cannot {name.replace('_', ' ')} {share.code}: it is {before}")
     method(at=at, **kwargs)
-    share.save()
+    share.save_changes()
     return before, share.status
 
 

@@ -98,7 +98,9 @@ class CustomerIdentity(models.Model):
         return f"{self.masked_phone} ({self.get_strength_display()})"
 
 
-class Order(FSMModelMixin, models.Model):
+class Order(rowsql.SavesChanges, FSMModelMixin, models.Model):
+    always_written = ("updated_at",)
+
     order_no = models.CharField(_("order number"), max_length=32, unique=True)
     channel = models.ForeignKey(
         "channels.Channel", on_delete=models.PROTECT, related_name="orders", verbose_name=_("channel")
@@ -220,37 +222,6 @@ class Order(FSMModelMixin, models.Model):
 
     def __str__(self):
         return self.order_no
-
-    # --- saving only what changed ---------------------------------------------------------
-    @classmethod
-    def from_db(cls, db, field_names, values):
-        instance = super().from_db(db, field_names, values)
-        instance._loaded_values = dict(zip(field_names, values, strict=True))
-        return instance
-
-    def remember_saved_values(self) -> None:
-        """What the row holds now (just inserted or saved whole): `save_changes` writes only
-        what changes after this."""
-        self._loaded_values = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
-
-    def save_changes(self) -> None:
-        """UPDATE only the fields changed since loading: smaller statements, and a column
-        nobody touched is never written back from a stale copy."""
-        loaded = getattr(self, "_loaded_values", None)
-        if loaded is None or self._state.adding:
-            self.save()
-            self.remember_saved_values()
-            return
-        # A field deferred at load time (`.only()`) and assigned since is in __dict__ only.
-        changed = [
-            field.name for field in self._meta.concrete_fields
-            if (field.attname in loaded and getattr(self, field.attname) != loaded[field.attname])
-            or (field.attname not in loaded and field.attname in self.__dict__)
-        ]
-        if changed:
-            rowsql.update_fields(self, [*changed, "updated_at"])
-            loaded.update({field.attname: getattr(self, field.attname)
-                           for field in self._meta.concrete_fields if field.name in changed})
 
     # --- conditions -----------------------------------------------------------------------
     def has_warehouse(self) -> bool:

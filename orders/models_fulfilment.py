@@ -16,6 +16,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_fsm import FSMField, FSMModelMixin, transition
 
+from oms import rowsql
+
 from .models import Order, OrderLine
 
 __all__ = ["FulfilmentLine", "FulfilmentOrder", "ShareState"]
@@ -38,7 +40,7 @@ WAITING = [ShareState.OPEN, ShareState.PICKING, ShareState.PACKED]
 LEFT = [ShareState.OUTBOUND, ShareState.IN_TRANSIT, ShareState.DELIVERED, ShareState.RETURNED]
 
 
-class FulfilmentOrder(FSMModelMixin, models.Model):
+class FulfilmentOrder(rowsql.SavesChanges, FSMModelMixin, models.Model):
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fulfilment_orders",
                               verbose_name=_("order"))
     number = models.PositiveSmallIntegerField(_("number"), help_text=_("1, 2, … within the order."))

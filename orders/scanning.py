@@ -15,12 +15,12 @@ from django.utils import timezone
 from inventory.models import SKU
 from oms import rowsql
 from oms.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
-from oms.rowsql import Selection, fetch_instances, insert_instance, statement
+from oms.rowsql import Selection, fetch_all_instances, insert_instance, statement
 
 from . import fulfilment, stock_flow
 from .events import SYSTEM, Actor, EventKind, Track, record_event
 from .models import Order, ScannerEvent, Shipment, Status, WarehouseDevice
-from .models_fulfilment import WAITING
+from .models_fulfilment import WAITING, FulfilmentOrder
 from .services import transition
 
 PICK_STARTED, PACK_VERIFIED, OUTBOUND = "pick_started", "pack_verified", "outbound"
@@ -71,9 +71,10 @@ def _replay(original: ScannerEvent, device: WarehouseDevice, event: dict) -> Sca
 
 @transaction.atomic
 def _apply(device: WarehouseDevice, event: dict) -> ScanReply:
-    order = lock_scan_order(event["order_no"])
-    # Each warehouse scans its own share of the order (its fulfilment order).
-    shares = fulfilment.shares_of(order)
+    # Each warehouse scans its own share of the order (its fulfilment order), read with the
+    # order's row lock. Every writer of a share locks the order row first: the shares need no
+    # lock of their own.
+    order, shares = lock_scan_order(event["order_no"])
     here = _shares_here(order, shares, device)
     scanned_at = event["scanned_at"]
     if scanned_at > timezone.now() + ALLOWED_CLOCK_SKEW:
@@ -229,22 +230,32 @@ def _store(device, order, event, status_code: int, body: dict) -> None:
 
 
 _SCAN_ORDER = Selection.of(Order, SCAN_FIELDS)
+_SCAN_SHARES = Selection.of(FulfilmentOrder, alias="share")
 
 
 def _lock_statement(connection) -> str:
     quote = connection.ops.quote_name
     order_no = Order._meta.get_field("order_no").column
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    order, share = quote(_SCAN_ORDER.alias), quote(_SCAN_SHARES.alias)
+    # Only the order row is locked (a nullable side of an outer join cannot be).
+    lock = f" FOR UPDATE OF {order}" if connection.features.has_select_for_update else ""
     return (
-        f"SELECT {_SCAN_ORDER.columns(quote)} FROM {_SCAN_ORDER.source(quote)} "  # noqa: S608 - our names
-        f"WHERE {quote(_SCAN_ORDER.alias)}.{quote(order_no)} = %s{lock}"
+        f"SELECT {_SCAN_ORDER.columns(quote)}, {_SCAN_SHARES.columns(quote)} "  # noqa: S608 - our names
+        f"FROM {_SCAN_ORDER.source(quote)} LEFT OUTER JOIN {_SCAN_SHARES.source(quote)} "
+        f"ON {share}.{quote('order_id')} = {order}.{quote('id')} "
+        f"WHERE {order}.{quote(order_no)} = %s ORDER BY {share}.{quote('number')}{lock}"
     )
 
 
-def lock_scan_order(order_no: str) -> Order:
-    """`services.lock_order` for a scan: the order row locked (SELECT ... FOR UPDATE) with the
-    fields a scan reads and writes loaded, nothing joined."""
-    found = fetch_instances(statement(("lock_scan_order",), _lock_statement), [order_no], (_SCAN_ORDER,))
-    if found is None:
+def lock_scan_order(order_no: str) -> tuple[Order, list[FulfilmentOrder]]:
+    """`services.lock_order` for a scan, with the order's shares in the same statement: the
+    order row locked (SELECT ... FOR UPDATE) with the fields a scan reads and writes loaded."""
+    rows = fetch_all_instances(statement(("lock_scan_order",), _lock_statement), [order_no],
+                               (_SCAN_ORDER, _SCAN_SHARES))
+    if not rows:
         raise NotFound(f"order {order_no} does not exist")
-    return found[0]
+    order = rows[0][0]
+    shares = [share for _order, share in rows if share is not None]
+    for share in shares:
+        share.order = order
+    return order, shares

@@ -240,17 +240,21 @@ def test_a_scan_reads_the_order_once_and_nothing_else_of_it(device_client, reque
     sql = [q["sql"] for q in queries.captured_queries]
     order_reads = [s for s in sql if s.startswith("SELECT") and 'FROM "orders_order"' in s]
     assert len(order_reads) == 1
-    assert order_reads[0].endswith("FOR UPDATE") or not connection.features.has_select_for_update
+    assert order_reads[0].endswith('FOR UPDATE OF "orders_order"') or not connection.features.has_select_for_update
+    assert '"orders_fulfilmentorder"' in order_reads[0]  # its shares in the same statement
+    assert not [s for s in sql if s.startswith("SELECT") and 'FROM "orders_fulfilmentorder"' in s]
     assert not [s for s in sql if "channels_channel" in s or "auth_permission" in s]
     update = next(s for s in sql if s.startswith('UPDATE "orders_order"'))
     assert '"channel_id"' not in update  # only what the scan changed is written
 
 
 def test_lock_scan_order_loads_the_scan_fields_and_defers_the_rest(requested):
-    order = lock_scan_order(requested.order_no)
+    order, shares = lock_scan_order(requested.order_no)
 
     assert (order.pk, order.status, order.fulfilment, order.warehouse_id) == (
         requested.pk, "ship_requested", "allocated", requested.warehouse_id)
+    assert [(s.order is order, s.warehouse_id, s.status) for s in shares][-1] == (
+        True, requested.warehouse_id, "open")
     assert "channel_id" in order.get_deferred_fields()
     assert order._loaded_values["fulfilment"] == "allocated"
 
