@@ -89,14 +89,17 @@ def refusal(share: FulfilmentOrder, detail: str) -> Conflict:
     )
 
 
-def move_share(share: FulfilmentOrder, name: str, at: datetime, **kwargs) -> tuple[str, str]:
-    """One FSM transition of a share, saved; refused with the share's state. Returns (from, to)."""
+def move_share(share: FulfilmentOrder, name: str, at: datetime, *, save: bool = True,
+               **kwargs) -> tuple[str, str]:
+    """One FSM transition of a share, saved (unless `save` is False: the caller saves it with
+    the order); refused with the share's state. Returns (from, to)."""
     method = getattr(share, name)
     before = share.status
     if not can_proceed(method):
         raise refusal(share, f"cannot {name.replace('_', ' ')} {share.code}: it is {before}")
     method(at=at, **kwargs)
-    share.save_changes()
+    if save:
+        share.save_changes()
     return before, share.status
 
 

@@ -109,7 +109,7 @@ def _apply(device: WarehouseDevice, event: dict) -> ScanReply:
 
     share.last_location = station
     share.last_scan_at = scanned_at
-    before, after = fulfilment.move_share(share, FSM_METHOD[event["type"]], scanned_at)  # one UPDATE
+    before, after = fulfilment.move_share(share, FSM_METHOD[event["type"]], scanned_at, save=False)
     order.last_location = station
     order.last_scan_at = max(scanned_at, order.last_scan_at or scanned_at)
     summary = f"{event['type'].replace('_', ' ')} at {station}"
@@ -118,17 +118,17 @@ def _apply(device: WarehouseDevice, event: dict) -> ScanReply:
         stock_flow.ship(order, share.warehouse_id)
     if len(shares) > 1:
         summary += f" [{share.code}]"
-    # The order row is written once, after the order's own move and the shipped one it may complete.
+    # The share and order rows are written once, together, after the order's own move and the
+    # shipped one it may complete.
     moved = fulfilment.follow(order, shares, actor, at=scanned_at, summary=summary, kind=EventKind.SCAN,
                               payload=context, save=False)
     if not moved:
         record_event(order, track=Track.PHYSICAL, kind=EventKind.SCAN, actor=actor, at=scanned_at,
                      from_state=before, to_state=after, summary=summary, payload=context)
     if order.has_physical_outbound() and order.status == Status.SHIP_REQUESTED:
-        transition(order, "mark_shipped", SYSTEM, at=scanned_at,
+        transition(order, "mark_shipped", SYSTEM, at=scanned_at, save=False,
                    summary=f"shipped: outbound scan at {station}, {event['carrier']} {event['tracking_no']}")
-    else:
-        order.save_changes()
+    rowsql.save_changes_together(share, order)
     body = {"order_no": order.order_no, "status": order.status, "fulfilment": order.fulfilment,
             "fulfilment_order": share.code, "fulfilment_order_status": share.status}
     _store(device, order, event, 201, body)

@@ -35,7 +35,13 @@ def run(
     padding = [""] * (size - width)
     for row, cells in lines:
         if len(cells) != width:
-            cells = _fit(cells, width, size)
+            fitted = _fit(cells, width, size)
+            if fitted is None:  # misaligned: every later cell would be read from the wrong column
+                if (noise is not None and noise(cells)) or layout.repeats_header(cells):
+                    continue
+                yield misaligned(row, cells, width)
+                continue
+            cells = fitted
         elif padding:
             cells.extend(padding)
         try:
@@ -48,11 +54,23 @@ def run(
         yield item
 
 
-def _fit(cells: list[str], width: int, size: int) -> list[str]:
-    # Short rows read "" past their end; cells past the header are not ours to read.
+def _fit(cells: list[str], width: int, size: int) -> list[str] | None:
+    """The row's cells under the header, or None when it has more or fewer cells than the
+    header: an unquoted separator in a cell splits it, and a row read anyway imports its amount
+    cut short with every later column shifted. Empty cells past the header (Alipay's trailing
+    tabs and commas) are no content and are dropped."""
+    if len(cells) < width or any(cell.strip() for cell in cells[width:]):
+        return None
     fitted = cells[:width]
     fitted.extend([""] * (size - len(fitted)))
     return fitted
+
+
+def misaligned(row: int, cells: list[str], width: int) -> RowError:
+    """The row's refusal: expected and actual cell count, and the line as it was read."""
+    return RowError(row, "", ",".join(cells)[:500],
+                    f"{len(cells)} cells where the header has {width}: a cell may hold an unquoted "
+                    "separator, or the row is cut short")
 
 
 def explain(
