@@ -141,7 +141,8 @@ class JDAdapter(ChannelAdapter):
             "status": status,
             "platform_status": platform_status,
             "shippable": platform_status in self.shippable_statuses,
-            "cash_on_delivery": text(raw.get("payType")) == "1",
+            # payType is a code, or a code and its label ("1-货到付款", "4-在线支付").
+            "cash_on_delivery": text(raw.get("payType")).split("-", 1)[0].strip() == "1",
             "placed_at": local_time(raw.get("orderStartTime"), "orderStartTime"),
             "paid_at": local_time(raw.get("paymentConfirmTime"), "paymentConfirmTime"),
             "updated_at": local_time(raw.get("modified"), "modified"),

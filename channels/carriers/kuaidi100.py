@@ -20,6 +20,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -187,7 +188,11 @@ def parse_signed_push(body: Mapping[str, str], salt: str) -> TrackingUpdate:
         raise ValueError("push param is not JSON") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("lastResult"), dict):
         raise ValueError("push param has no lastResult")
-    return parse_result(payload["lastResult"], raw=payload)
+    update = parse_result(payload["lastResult"], raw=payload)
+    corrected = str(payload.get("comNew") or "").strip()
+    if corrected:  # Kuaidi100 corrected the carrier (the parcel was handed on, e.g. to EMS)
+        update = replace(update, carrier=carrier_from_company(corrected))
+    return update
 
 
 def push_reply(accepted: bool = True) -> dict:

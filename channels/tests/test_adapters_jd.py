@@ -88,6 +88,12 @@ def test_a_cancelled_order_and_a_cash_on_delivery_order():
     assert "paid_at" not in cod  # "0001-01-01 00:00:00" means not yet
 
 
+@pytest.mark.parametrize(("pay_type", "cod"), [("1-货到付款", True), ("4-在线支付", False), ("1", True), ("4", False)])
+def test_pay_type_is_read_as_a_code_with_or_without_its_label(pay_type, cod):
+    raw = load("jd", "order_wait_stock_out") | {"payType": pay_type}
+    assert adapter().normalise(raw)["cash_on_delivery"] is cod
+
+
 @pytest.mark.parametrize("field, value", [("orderId", None), ("orderPayment", "abc"), ("itemInfoList", [])])
 def test_unreadable_orders_name_the_field(field, value):
     raw = load("jd", "order_wait_stock_out")

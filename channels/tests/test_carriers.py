@@ -258,6 +258,16 @@ def test_push_with_a_good_signature_is_accepted():
     adapter.parse_push({"param": PUSH_PARAM, "sign": md5u(PUSH_PARAM + SALT).lower()})
 
 
+def test_push_with_a_corrected_carrier_takes_the_new_one():
+    # Kuaidi100 corrects the carrier (comOld → comNew) when a parcel is handed on; lastResult.com
+    # still names the old one.
+    param = PUSH_PARAM.replace('"autoCheck": "0", "comOld": "", "comNew": ""',
+                               '"autoCheck": "1", "comOld": "zhongtong", "comNew": "ems"')
+    assert param != PUSH_PARAM
+    update = Kuaidi100Adapter(CUSTOMER, KEY, SALT).parse_push({"param": param, "sign": md5u(param + SALT)})
+    assert update.carrier == "EMS"
+
+
 @pytest.mark.parametrize("body", [
     {"param": PUSH_PARAM, "sign": md5u(PUSH_PARAM + "other-salt")},
     {"param": PUSH_PARAM.replace("78000000000001", "78000000000002"),

@@ -188,8 +188,8 @@ def test_every_bad_row_is_reported_in_one_pass():
         RowError(6, "fee", "-1.00", "negative fee"),
         RowError(6, "kind", "gift", "not a known kind (payment, refund, fee, transfer, other)"),
         RowError(6, "currency", "RMBX", "not a currency"),
-        RowError(8, "amount", "", "missing value"),
-        RowError(8, "occurred_at", "", "missing value"),
+        RowError(8, "", "T7,MP7", "2 cells where the header has 9: a cell may hold an unquoted "
+                                  "separator, or the row is cut short"),
     ]
 
 
@@ -377,8 +377,7 @@ def test_wechat_only_recognised_totals_are_skipped():
     lines.insert(2, "`小计,`118.00".encode())
     _, rows, errors = parse(b"\r\n".join(lines))
     assert len(rows) == 1
-    assert [(error.row, error.column) for error in errors] == [
-        (3, "交易时间"), (3, "微信订单号"), (3, "商户订单号"), (3, "交易状态"), (3, "应结订单金额")]
+    assert [(error.row, error.value) for error in errors] == [(3, "`小计,`118.00")]
 
 
 def test_wechat_bill_downloaded_gzipped():
@@ -676,3 +675,28 @@ def test_twenty_thousand_generic_rows():
     assert len(rows) == 20_000
     assert sum(1 for row in rows if row.kind == "refund") == 1_000
     assert abs(reader.estimated_rows - 20_000) <= 1
+
+
+def test_a_row_split_by_an_unquoted_comma_is_refused_not_read_shifted():
+    # `66,5x in 应结订单金额 splits the cell: read anyway, the row became 66.00 with every later
+    # column (fee, order number) taken from its neighbour.
+    data = files.wechat_bill([files.wechat_payment(1), files.wechat_payment(2, amount="66,5x")])
+    _, rows, errors = parse(data)
+    width = len(files.WECHAT_ALL)
+    [error] = errors
+    assert (error.row, error.column) == (3, "")
+    # 66,5x stands in 应结订单金额 and 订单金额: two cells too many
+    assert error.reason.startswith(f"{width + 2} cells where the header has {width}")
+    assert "`66,5x" in error.value  # the line as it was read
+    assert [row.row for row in rows] == [2]
+
+
+def test_a_row_cut_short_is_refused_and_empty_trailing_cells_are_not():
+    width = len(files.GENERIC_HEADER)
+    trailing = files.generic_csv([]) + b"TX-1,ORDER-1,10.00,2025-03-01 10:00:00,0.00,payment,,,CNY,,\n"
+    _, rows, errors = parse(trailing)
+    assert (len(rows), errors) == (1, [])
+    short = files.generic_csv([]) + b"TX-2,ORDER-2\n"
+    _, rows, errors = parse(short)
+    assert rows == []
+    assert [(e.row, e.reason.split(":")[0]) for e in errors] == [(2, f"2 cells where the header has {width}")]
