@@ -86,6 +86,16 @@ def parcel_out_on_cancelled_order(threshold, now):
             for pk, order_id, no in rows]
 
 
+def refund_problem(threshold, now):
+    """Money to give back or refunded beyond what was paid: open differences finance must clear."""
+    from reconciliation.models import Discrepancy, DiscrepancyKind, DiscrepancyStatus
+
+    rows = (Discrepancy.objects.filter(status=DiscrepancyStatus.OPEN, created_at__lte=now - _minutes(threshold),
+                                       kind__in=[DiscrepancyKind.REFUND_OWED, DiscrepancyKind.REFUND_EXCEEDS_PAYMENT])
+            .values_list("id", "kind", "order_no", "difference")[:MAX_MATCHES])
+    return [Match(f"discrepancy:{pk}", None, f"{no}: {kind} {difference}") for pk, kind, no, difference in rows]
+
+
 def ship_requested_no_outbound(threshold, now):
     return _orders_in(Status.SHIP_REQUESTED, threshold, now,
                       f"ship requested, no outbound scan for {threshold:.0f} min")
@@ -192,6 +202,7 @@ CONDITIONS: dict[str, Condition] = {c.code: c for c in [
               exception_case_overdue),
     Condition("parcel_out_on_cancelled_order", _("Parcel out on a cancelled or refunded order"), "minutes",
               parcel_out_on_cancelled_order),
+    Condition("refund_problem", _("Refund owed or refunds beyond payments"), "minutes", refund_problem),
     Condition("ship_requested_no_outbound", _("Ship requested without an outbound scan"), "minutes",
               ship_requested_no_outbound),
     Condition("outbound_without_tracking", _("Outbound without a carrier tracking event"), "minutes",
@@ -225,6 +236,8 @@ BUILTIN_RULES = [
                 "Exception case past its SOP time limit", 120),
     BuiltinRule("parcel-out-cancelled", "parcel_out_on_cancelled_order", "0", "critical",
                 "Parcel out on a cancelled or refunded order", 30),
+    BuiltinRule("refund-problem", "refund_problem", "0", "critical",
+                "Refund owed for a cancelled order, or refunds beyond payments", 60),
     BuiltinRule("ship-no-outbound-4h", "ship_requested_no_outbound", "240", "warning",
                 "Ship requested, no outbound scan in 4 h"),
     BuiltinRule("ship-no-outbound-24h", "ship_requested_no_outbound", "1440", "critical",

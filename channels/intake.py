@@ -401,6 +401,10 @@ def _apply(page: Page, payload: RawPayload, data: dict | list[str], key: str) ->
             channel.orders.filter(external_order_id=payload.external_order_id).exists()
         data["status"] = None if known else "paid"
         first_seen_without_status = not known
+    if not isinstance(data.get("receiver"), dict):
+        # No receiver at all is the same problem as an empty one: the order is made and held
+        # with its reasons, never left in the archive only.
+        data["receiver"] = {}
     unmapped = map_skus(channel, data, page)
     if unmapped:
         return _finish(payload, RawPayload.Outcome.HELD,
@@ -416,12 +420,16 @@ def _apply(page: Page, payload: RawPayload, data: dict | list[str], key: str) ->
     remember = "" if problems or first_seen_without_status else key
     # Inside ingest_page's transaction for this payload: no savepoint of its own to pay for.
     with transaction.atomic(savepoint=False):
+        unpaid_before = problems and channel.orders.filter(
+            external_order_id=order_input["external_order_id"], status=Status.PENDING_PAYMENT).exists()
         order, result = order_services.create_order(channel, order_input, Actor.for_channel(channel),
                                                     source_raw_sha256=remember)
-        if problems and result == "created":
+        # The checks hold an order on every way into paid: made paid, or an unpaid one paid now.
+        held = problems and (result == "created" or (result == "updated" and unpaid_before))
+        if held:
             _hold_for(order, problems, channel)
     page.known_orders.add(order.external_order_id)
-    outcome = RawPayload.Outcome.HELD if problems and result == "created" else result
+    outcome = RawPayload.Outcome.HELD if held else result
     return _finish(payload, outcome, problems, order)
 
 

@@ -154,6 +154,19 @@ SOPS: dict[str, dict] = {
             "parcel when it is back, and close the case once the refund owed has been paid."
         ),
     },
+    CaseKind.REFUND_OWED: {
+        "stage": CaseStage.AFTER_SALE,
+        "severity": CaseSeverity.HIGH,
+        "responsibility": Responsibility.INTERNAL,
+        "owner_role": FINANCE,
+        "time_limit_hours": 24,
+        "recommended_action": gettext_lazy(
+            "Money arrived for an order that is cancelled. Check with the buyer (through customer "
+            "service) whether they still want the goods; if not, refund the payment through the "
+            "provider it came from and note the refund number on the order. Close the case when "
+            "the refund is booked and the difference on the finance page is resolved."
+        ),
+    },
 }
 SOP_FIELDS = ("stage", "severity", "responsibility", "owner_role", "time_limit_hours", "recommended_action")
 

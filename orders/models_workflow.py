@@ -213,6 +213,7 @@ class CaseKind(models.TextChoices):
     INTAKE_HELD = "intake_held", _("held by channel intake")
     AMOUNT_MISMATCH = "amount_mismatch", _("amount mismatch")
     INTERCEPT_RETURN = "intercept_return", _("parcel out on a cancelled or refunded order")
+    REFUND_OWED = "refund_owed", _("money received for a cancelled order")
 
 
 class CaseStage(models.TextChoices):

@@ -246,6 +246,8 @@ class DiscrepancyKind(models.TextChoices):
     DELAYED_CALLBACK = "delayed_callback", _("delayed callback")
     FEE_DEDUCTION = "fee_deduction", _("fee deduction")
     UNMATCHED_REFUND = "unmatched_refund", _("unmatched refund")
+    REFUND_EXCEEDS_PAYMENT = "refund_exceeds_payment", _("refunds exceed payments")
+    REFUND_OWED = "refund_owed", _("refund owed (paid, order cancelled)")
 
 
 class DiscrepancyStatus(models.TextChoices):

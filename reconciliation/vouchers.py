@@ -15,7 +15,7 @@ from django.utils import timezone
 from oms.errors import Conflict, Invalid, NotFound
 from orders import services as order_services
 from orders.events import Actor, EventKind, Track, record_event
-from orders.models import Order, Status
+from orders.models import CaseKind, Order, Status
 
 from .models import (
     COUNTED_STATUSES,
@@ -121,7 +121,11 @@ def apply_to_order(voucher: FundVoucher, order: Order, actor: Actor) -> None:
     if voucher.kind != VoucherKind.PAYMENT:
         record_event(order, track=Track.SYSTEM, kind=EventKind.PAYMENT, actor=actor,
                      summary=summary, payload=payload)
+        _refuse_refunds_beyond_payments(voucher, order, actor)
         order_services.settle_refund(order, refunded_amount(order), actor, at=voucher.occurred_at)
+        return
+    if order.status == Status.CANCELLED:
+        _refund_owed(voucher, order, actor, payload)
         return
     if voucher.amount != order.payable_amount or voucher.currency != order.currency:
         _hold_for_check(voucher, order, actor, payload)
@@ -132,6 +136,59 @@ def apply_to_order(voucher: FundVoucher, order: Order, actor: Actor) -> None:
     else:
         record_event(order, track=Track.SYSTEM, kind=EventKind.PAYMENT, actor=actor,
                      summary=f"{summary}; the order was already {order.status}", payload=payload)
+
+
+def payments_received(order: Order, currency: str) -> Decimal:
+    """Payments booked for the order in `currency`, less their reversals."""
+    total = order.vouchers.filter(status__in=COUNTED_STATUSES, currency=currency).filter(
+        Q(kind=VoucherKind.PAYMENT) | Q(kind=VoucherKind.REVERSAL, reverses__kind=VoucherKind.PAYMENT)
+    ).aggregate(total=Sum("amount"))["total"]
+    return (total or Decimal("0")).quantize(Decimal("0.01"))
+
+
+def _refuse_refunds_beyond_payments(voucher: FundVoucher, order: Order, actor: Actor) -> None:
+    """Refunds never exceed payments per order and currency. A refund beyond them is kept (the
+    money really moved) but finance gets a difference and ops an alert (alert rule
+    `refund-problem`). Serialized by the order's row lock."""
+    paid = payments_received(order, voucher.currency)
+    refunded = -(order.vouchers.filter(status__in=COUNTED_STATUSES, currency=voucher.currency).filter(
+        Q(kind=VoucherKind.REFUND) | Q(kind=VoucherKind.REVERSAL, reverses__kind=VoucherKind.REFUND)
+    ).aggregate(total=Sum("amount"))["total"] or Decimal("0"))
+    if refunded <= paid:
+        return
+    fingerprint = f"{DiscrepancyKind.REFUND_EXCEEDS_PAYMENT}:order:{order.order_no}:{voucher.currency}"
+    values = {"kind": DiscrepancyKind.REFUND_EXCEEDS_PAYMENT, "business_date": voucher.business_date,
+              "transaction_no": voucher.transaction_no, "order_no": order.order_no,
+              "channel_code": order.channel.code, "expected": paid, "actual": refunded,
+              "difference": paid - refunded, "voucher": voucher,
+              "detail": f"refunds {refunded} {voucher.currency} exceed payments {paid}"}
+    Discrepancy.objects.update_or_create(fingerprint=fingerprint, defaults=values)
+    record_event(order, track=Track.SYSTEM, kind=EventKind.ALERT, actor=actor,
+                 summary=f"refunds {refunded} {voucher.currency} exceed payments {paid}: kept, "
+                         f"finance has a difference to clear",
+                 payload={"transaction_no": voucher.transaction_no, "paid": str(paid), "refunded": str(refunded)})
+
+
+def _refund_owed(voucher: FundVoucher, order: Order, actor: Actor, payload: dict) -> None:
+    """A payment for a cancelled order: the money is owed back. Finance gets a difference
+    (alert rule `refund-problem`) and an exception case says what to do."""
+    from orders.cases import open_case
+
+    Discrepancy.objects.get_or_create(
+        fingerprint=f"{DiscrepancyKind.REFUND_OWED}:voucher:{voucher.transaction_no}",
+        defaults={
+            "kind": DiscrepancyKind.REFUND_OWED, "business_date": voucher.business_date,
+            "transaction_no": voucher.transaction_no, "order_no": order.order_no,
+            "channel_code": order.channel.code, "expected": Decimal("0"), "actual": voucher.amount,
+            "difference": voucher.amount, "voucher": voucher,
+            "detail": f"paid {voucher.amount} {voucher.currency} for a cancelled order",
+        },
+    )
+    record_event(order, track=Track.SYSTEM, kind=EventKind.PAYMENT, actor=actor,
+                 summary=f"payment {voucher.amount} {voucher.currency} for a cancelled order: refund owed",
+                 payload=payload)
+    open_case(order, CaseKind.REFUND_OWED, f"payment {voucher.transaction_no} of {voucher.amount} "
+                                           f"{voucher.currency} after the order was cancelled", actor=actor)
 
 
 def _hold_for_check(voucher: FundVoucher, order: Order, actor: Actor, payload: dict) -> None:

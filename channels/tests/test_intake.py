@@ -105,6 +105,35 @@ def test_placeholder_address_creates_the_order_on_hold(client, channel, sku, add
     assert order.status == Status.ON_HOLD and "placeholder" in order.hold_reason
 
 
+def test_an_unpaid_order_with_a_placeholder_address_is_held_when_it_is_paid(client, channel, sku):
+    receiver = {**body()["receiver"], "address": "测试地址"}
+    first = post(client, channel, body(status="pending_payment", receiver=receiver))
+    assert first.json()["result"] == "held"
+    assert Order.objects.get(order_no=first.json()["order_no"]).status == Status.PENDING_PAYMENT
+
+    paid = post(client, channel, body(status="paid", receiver=receiver))
+
+    assert paid.json()["result"] == "held"
+    order = Order.objects.get(order_no=first.json()["order_no"])
+    assert order.status == Status.ON_HOLD and "placeholder" in order.hold_reason
+
+
+@pytest.mark.parametrize("receiver", [{}, None], ids=["empty", "missing"])
+def test_an_order_without_a_receiver_is_made_and_held_never_dropped(client, channel, sku, receiver):
+    payload = body()
+    if receiver is None:
+        payload.pop("receiver")
+    else:
+        payload["receiver"] = receiver
+
+    reply = post(client, channel, payload)
+
+    assert reply.json()["result"] == "held"
+    order = Order.objects.get(order_no=reply.json()["order_no"])
+    assert order.status == Status.ON_HOLD
+    assert "receiver.name is missing" in order.hold_reason and "receiver.address is missing" in order.hold_reason
+
+
 def test_amounts_that_do_not_add_up_hold_the_order(client, channel, sku):
     reply = post(client, channel, body(payable="190.00"))
 
