@@ -15,7 +15,7 @@ from oms import rowsql
 from . import stock
 from .models import MovementKind, Reservation, StockMovement
 from .routing import Plan, load_stock, plan_from
-from .services import review_listings
+from .services import review_listings_at_safety
 
 
 @dataclass
@@ -67,6 +67,5 @@ def reserve_planned(requests: list[Request], plans: list[Plan]) -> list[list[Res
     if states is None:
         return None
     rowsql.copy_instances(reservations)
-    for sku_id in sorted({state.sku_id for state in states if state.available <= state.safety_stock}):
-        review_listings(sku_id)
+    review_listings_at_safety({state.sku_id for state in states})
     return by_order

@@ -35,6 +35,7 @@ from .models import (
     StockCount,
     StockCountLine,
     StockLevel,
+    StockMovement,
     Warehouse,
 )
 
@@ -220,6 +221,12 @@ class StockCountLineResource(resources.ModelResource):
 
     def before_import_row(self, row, **kwargs):
         self._row = row["row"]
+
+    def before_save_instance(self, instance, row, **kwargs):
+        instance.counted_at = timezone.now()  # counted (again) now
+
+    def get_bulk_update_fields(self):
+        return [*super().get_bulk_update_fields(), "counted_at"]
 
     def validate_instance(self, instance, import_validation_errors=None, validate_unique=True):
         """Adds "already counted" to the errors of a SKU's second row (its other cells are
@@ -433,9 +440,15 @@ def confirm_count(count_id: int, user=None) -> list["VarianceRow"]:
             for level in StockLevel.objects.select_for_update()
             .filter(warehouse_id=warehouse_id, sku_id__in=sku_ids).order_by("sku_id")
         }
+        # The count saw the shelf when each line was counted: what moved since (shipped,
+        # received) is not in it, so the variance is against on hand at that moment.
+        moved = _moved_since_counted(warehouse_id, lines)
+        for line in lines:
+            line.system_on_hand = levels[line.sku_id].on_hand - moved[line.pk]
         short = [
-            {"sku": line.sku.code, "counted": line.counted, "reserved": levels[line.sku_id].reserved}
-            for line in lines if line.counted < levels[line.sku_id].reserved
+            {"sku": line.sku.code, "counted": line.counted + moved[line.pk],
+             "reserved": levels[line.sku_id].reserved}
+            for line in lines if line.counted + moved[line.pk] < levels[line.sku_id].reserved
         ]
         if short:
             raise Conflict(
@@ -447,7 +460,6 @@ def confirm_count(count_id: int, user=None) -> list["VarianceRow"]:
         reference = (count.reference or f"count {count.pk}")[:100]
         changed = []
         for line in lines:
-            line.system_on_hand = levels[line.sku_id].on_hand
             variance = line.counted - line.system_on_hand
             if variance:
                 try:
@@ -471,6 +483,23 @@ def confirm_count(count_id: int, user=None) -> list["VarianceRow"]:
         return variance_report(count)
 
 
+def _moved_since_counted(warehouse_id: int, lines) -> dict[int, int]:
+    """Per count line: the on-hand change of its SKU in the warehouse since it was counted."""
+    moved = dict.fromkeys((line.pk for line in lines), 0)
+    earliest = min(line.counted_at for line in lines)
+    by_sku = {}
+    for line in lines:
+        by_sku.setdefault(line.sku_id, []).append(line)
+    since = (StockMovement.objects.filter(warehouse_id=warehouse_id, sku_id__in=list(by_sku),
+                                          created_at__gt=earliest).exclude(on_hand_delta=0)
+             .values_list("sku_id", "on_hand_delta", "created_at"))
+    for sku_id, delta, at in since:
+        for line in by_sku[sku_id]:
+            if at > line.counted_at:
+                moved[line.pk] += delta
+    return moved
+
+
 # --- the variance report --------------------------------------------------------------------
 
 
@@ -492,16 +521,19 @@ REPORT_COLUMNS = ("sku", "name", "system", "counted", "variance", "reason")
 
 def variance_report(count: StockCount) -> list[VarianceRow]:
     """One row per line, by SKU code. A confirmed count reports the on hand it snapshotted;
-    a draft previews against the warehouse's current on hand."""
+    a draft previews against the on hand when each line was counted (current, less what moved
+    since)."""
     lines = count.lines.select_related("sku").order_by("sku__code")
-    if count.status == StockCount.State.DRAFT:
-        lines = lines.annotate(system=Coalesce(Subquery(
+    draft = count.status == StockCount.State.DRAFT
+    if draft:
+        lines = list(lines.annotate(system=Coalesce(Subquery(
             StockLevel.objects.filter(warehouse_id=count.warehouse_id, sku_id=OuterRef("sku_id"))
-            .values("on_hand")[:1]), Value(0), output_field=IntegerField()))
+            .values("on_hand")[:1]), Value(0), output_field=IntegerField())))
+        moved = _moved_since_counted(count.warehouse_id, lines) if lines else {}
     fallback = default_reason(count)
     rows = []
     for line in lines:
-        system = line.system if count.status == StockCount.State.DRAFT else (line.system_on_hand or 0)
+        system = line.system - moved[line.pk] if draft else (line.system_on_hand or 0)
         variance = line.counted - system
         rows.append(VarianceRow(sku=line.sku.code, name=line.sku.name, system=system,
                                 counted=line.counted, variance=variance,

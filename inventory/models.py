@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -231,8 +232,12 @@ class StockCountLine(models.Model):
     count = models.ForeignKey(StockCount, on_delete=models.CASCADE, related_name="lines")
     sku = models.ForeignKey(SKU, on_delete=models.PROTECT, related_name="+")
     counted = models.PositiveIntegerField(_("counted"))
-    system_on_hand = models.IntegerField(_("on hand in the system"), null=True, blank=True,
-                                         help_text=_("Taken when the count is confirmed."))
+    counted_at = models.DateTimeField(
+        _("counted at"), default=timezone.now,
+        help_text=_("When the quantity was entered: stock that moved after it is not counted in it."))
+    system_on_hand = models.IntegerField(
+        _("on hand in the system"), null=True, blank=True,
+        help_text=_("On hand when the line was counted (taken at confirmation, less what moved since)."))
     reason = models.CharField(_("variance reason"), max_length=255, blank=True)
 
     class Meta:

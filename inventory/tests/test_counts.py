@@ -203,15 +203,20 @@ def test_an_empty_count_cannot_be_confirmed(wh):
         counts.confirm_count(count.pk)
 
 
-def test_a_draft_reports_a_preview_against_the_current_on_hand(wh, stocked):
+def test_stock_that_moves_after_a_line_is_counted_is_not_counted_in_it(wh, stocked):
+    # Counted 7 where the system said 10; then 5 arrive and 2 leave before the confirmation.
+    # The count saw the shelf before those moves: they are kept, only the -3 is adjusted.
     count = counts.create_count(wh.code, "CNT-1", [{"sku": "A-100", "counted": 7}])
     assert [(r.system, r.variance) for r in counts.variance_report(count)] == [(10, -3)]
 
     services.receive_stock(wh.code, "A-100", 5)
+    stock.add_on_hand(wh.pk, stocked["A"].pk, -2, MovementKind.ADJUSTMENT, reference="shipped", reason="shipped")
 
-    assert [(r.system, r.variance) for r in counts.variance_report(count)] == [(15, -8)]
-    counts.confirm_count(count.pk)
-    assert on_hand(wh, stocked["A"]) == 7
+    assert [(r.system, r.variance) for r in counts.variance_report(count)] == [(10, -3)]
+    rows = counts.confirm_count(count.pk)
+    assert [(r.system, r.counted, r.variance) for r in rows] == [(10, 7, -3)]
+    assert on_hand(wh, stocked["A"]) == 10  # 13 now on the shelf, less the 3 the count found missing
+    assert_ledger_matches_counters()
 
 
 @pytest.mark.postgres

@@ -286,6 +286,25 @@ def test_listing_closes_at_safety_stock_and_reopens_when_replenished(sh):
     assert list(ListingChange.objects.filter(listing=listing).order_by("at", "id").values_list("is_open", flat=True)) == [False, True]
 
 
+def test_listing_closes_when_the_sum_over_warehouses_reaches_the_summed_safety_stock(sh):
+    # The reserving warehouse is far above its own safety (0); the sum is what counts.
+    far = WarehouseFactory(code="WH-FAR", provinces=[], priority=900)
+    sku = SKUFactory(code="SKU-SUM")
+    channel = ChannelFactory()
+    listing = ChannelListing.objects.create(channel=channel, sku=sku)
+    services.receive_stock(sh.code, sku.code, 10)
+    services.receive_stock(far.code, sku.code, 2)
+    services.set_safety_stock(far.code, sku.code, 5)
+    listing.refresh_from_db()
+    assert listing.is_open  # 12 available > 5
+
+    make_order(channel=channel, lines=[(sku, 7, "10.00")], stock=False, receiver=SHANGHAI)
+
+    assert level(sh, sku) == (10, 7)
+    listing.refresh_from_db()
+    assert not listing.is_open and listing.closed_reason == "safety stock: 5 available ≤ 5"
+
+
 def test_a_listing_closed_by_hand_stays_closed_on_replenishment(sh):
     sku = SKUFactory()
     listing = ChannelListing.objects.create(channel=ChannelFactory(), sku=sku, is_open=False,
