@@ -2,24 +2,29 @@
 
 Only one pull of a channel runs at a time (a claim taken with one conditional UPDATE, never a
 transaction held across HTTP). The window starts `pull_overlap_seconds` before the cursor, so
-orders the platform indexed late are not missed (intake makes the overlap harmless), and the
-cursor moves to the window's end only after every order of the window is committed: a worker
-killed halfway leaves the cursor where it was and the next pull does the window again.
+orders the platform indexed late are not missed (intake makes the overlap harmless). The window
+is pulled in slices of at most OMS_PULL_SLICE_SECONDS, and the cursor moves to a slice's end
+only after every order of the slice is committed: a worker killed halfway leaves the cursor at
+the last whole slice. A pull stops after the slice that passes OMS_PULL_BUDGET_SECONDS (well
+inside the task's time limit) and the next one goes on from there, so a backlog longer than one
+task may take drains run by run instead of starting over each time.
 
 Orders go to intake a page at a time (`ingest_page`, the platform's page size): each page is
 archived at once, its unchanged orders recognised with one query, each other order applied in
 its own transaction.
 """
 
+import time
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from itertools import islice
 
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
 from .adapters import ADAPTERS
-from .adapters.base import TransportError, Window
+from .adapters.base import TransportError, Window, split_window
 from .intake import ingest_page
 from .models import Channel, SyncRun
 
@@ -38,6 +43,19 @@ def claim(channel_id: int) -> bool:
         .filter(Q(pull_claimed_until__isnull=True) | Q(pull_claimed_until__lt=now))
         .update(pull_claimed_until=now + CLAIM_FOR)
     )
+
+
+def _checkpoint(channel_id: int, cursor) -> None:
+    """A slice is committed: the cursor moves there and the claim is renewed."""
+    Channel.objects.filter(pk=channel_id).update(sync_cursor=cursor, pull_claimed_until=timezone.now() + CLAIM_FOR)
+
+
+def slice_seconds() -> int:
+    return int(getattr(settings, "OMS_PULL_SLICE_SECONDS", 3600))
+
+
+def budget_seconds() -> float:
+    return float(getattr(settings, "OMS_PULL_BUDGET_SECONDS", 120))
 
 
 def release(channel_id: int) -> None:
@@ -72,13 +90,18 @@ def pull(channel_id: int, transport=None) -> SyncRun:
         release(channel.pk)
         raise PullBusy(f"nothing to pull yet for channel {channel.code}")
     run = SyncRun.objects.create(channel=channel, window_start=window.start, window_end=window.end)
+    started = time.monotonic()
     try:
-        for page in pages(adapter.fetch(window), adapter.page_size):
-            run.fetched += len(page)
-            for result in ingest_page(channel, page, "pull", sync_run=run):
-                field = RUN_COUNTER.get(result.result, "failed")
-                setattr(run, field, getattr(run, field) + 1)
-        Channel.objects.filter(pk=channel.pk).update(sync_cursor=window.end)
+        for part in split_window(window, slice_seconds()):
+            for page in pages(adapter.fetch(part), adapter.page_size):
+                run.fetched += len(page)
+                for result in ingest_page(channel, page, "pull", sync_run=run):
+                    field = RUN_COUNTER.get(result.result, "failed")
+                    setattr(run, field, getattr(run, field) + 1)
+            _checkpoint(channel.pk, part.end)
+            run.window_end = part.end  # what this run covered
+            if part.end < window.end and time.monotonic() - started > budget_seconds():
+                break  # the rest of the backlog is the next pull's
         run.status = SyncRun.State.SUCCEEDED
     except Exception as exc:
         run.status = SyncRun.State.FAILED

@@ -273,6 +273,10 @@ OMS_TRACKING_CALLBACK_URL = os.environ.get(
     "OMS_TRACKING_CALLBACK_URL", OMS_PUBLIC_URL.rstrip("/") + "/api/v1/carriers/kuaidi100/push/"
 )
 OMS_TRACKING_POLL_HOURS = float(os.environ.get("OMS_TRACKING_POLL_HOURS", "6"))
+# Channel pulls: the window in slices (the cursor moves after each), and a pull stops after the
+# slice that passes the budget, well inside CELERY_TASK_SOFT_TIME_LIMIT, so a backlog drains.
+OMS_PULL_SLICE_SECONDS = int(os.environ.get("OMS_PULL_SLICE_SECONDS", "3600"))
+OMS_PULL_BUDGET_SECONDS = float(os.environ.get("OMS_PULL_BUDGET_SECONDS", "120"))
 OMS_TRACKING_STALE_HOURS = float(os.environ.get("OMS_TRACKING_STALE_HOURS", "48"))
 
 # --- Logging --------------------------------------------------------------------------------

@@ -83,3 +83,25 @@ def test_shipping_a_pulled_order_sends_its_tracking_number_back(sandbox_channel)
     assert shipment.push_status == "sent" and shipment.push_attempts == 1
     event = OrderEvent.objects.get(order=order, kind="api_call")
     assert shipment.tracking_no in event.summary and "SANDBOX-TB" in event.summary
+
+
+# A backlog bigger than one pull may take: 3 h behind, in 30-minute slices, each pull allowed only
+# one slice. Each pull moves the cursor to its last whole slice and the next goes on from there.
+@override_settings(OMS_SANDBOX_ORDERS_PER_MINUTE=1, OMS_PULL_SLICE_SECONDS=1800, OMS_PULL_BUDGET_SECONDS=0)
+def test_a_backlog_longer_than_one_pull_drains_slice_by_slice(sandbox_channel):
+    behind = timezone.now() - timedelta(hours=3)
+    Channel.objects.filter(pk=sandbox_channel.pk).update(sync_cursor=behind, pull_overlap_seconds=0)
+
+    runs = []
+    while len(runs) < 10:
+        run = pull(sandbox_channel.pk)
+        runs.append(run)
+        assert run.status == SyncRun.State.SUCCEEDED
+        sandbox_channel.refresh_from_db()
+        assert sandbox_channel.sync_cursor == run.window_end  # committed slice by slice
+        if timezone.now() - run.window_end < timedelta(minutes=30):
+            break
+    assert len(runs) >= 6  # 3 h of 30-minute slices, one a pull
+    assert [r.window_start for r in runs[1:]] == [r.window_end for r in runs[:-1]]  # no gap, no restart
+    orders = Order.objects.filter(channel=sandbox_channel)
+    assert orders.values("external_order_id").annotate(n=Count("id")).filter(n__gt=1).count() == 0
