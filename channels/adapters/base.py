@@ -119,16 +119,18 @@ class ChannelAdapter(ABC):
         return url
 
     def call(self, method: str, url: str, *, params: dict | None = None, json: dict | None = None,
-             headers: dict | None = None) -> dict:
+             headers: dict | None = None, data: bytes | None = None) -> dict:
         """One HTTP call through the transport (requests when none was given): 5xx and 429
-        raise TransportError, any other 4xx ChannelAPIError; returns the JSON body."""
+        raise TransportError, any other 4xx ChannelAPIError; returns the JSON body. `data` is
+        a body sent exactly as given, instead of `json`."""
         transport = self.transport
         if transport is None:
             from .http import requests_transport
 
             transport = requests_transport
+        extra = {"data": data} if data is not None else {}
         status, body = transport(method, url, params=params, json=json, headers=headers,
-                                 timeout=self.timeout)
+                                 timeout=self.timeout, **extra)
         if status >= 500 or status == 429:
             raise TransportError(f"{self.kind}: HTTP {status} from {url}")
         if status >= 400:

@@ -114,7 +114,10 @@ class DouyinAdapter(ChannelAdapter):
             "sign": sign_douyin(app_key, secret, method, param_json, timestamp),
         }
         url = self.base_url.rstrip("/") + "/" + method.replace(".", "/")
-        reply = self.call("POST", url, params=query, json=params)
+        # The body is the very text that was signed, as the official SDK posts it: serialised
+        # again by the HTTP client (other spacing or key order) it would not match the sign.
+        reply = self.call("POST", url, params=query, data=param_json.encode(),
+                          headers={"Content-Type": "application/json"})
         err_no, code = reply.get("err_no"), reply.get("code")
         ok = (err_no in (None, 0, "0")) and (code in (None, 10000, "10000"))
         if not ok:

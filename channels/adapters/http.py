@@ -28,9 +28,10 @@ def _session() -> requests.Session:
 
 def requests_transport(method: str, url: str, *, params: dict | None = None,
                        json: dict | None = None, headers: dict | None = None,
-                       timeout: float = 10.0) -> tuple[int, dict]:
+                       timeout: float = 10.0, data: bytes | None = None) -> tuple[int, dict]:
+    """`data` is a body sent byte for byte (a signed JSON text must not be serialised again)."""
     try:
-        response = _session().request(method, url, params=params, json=json, headers=headers,
+        response = _session().request(method, url, params=params, json=json, data=data, headers=headers,
                                       timeout=timeout)
     except (requests.Timeout, requests.ConnectionError) as exc:
         raise TransportError(f"{method} {url}: {exc.__class__.__name__}: {exc}") from exc

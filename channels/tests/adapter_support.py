@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from json import loads as _loads
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -33,6 +34,7 @@ class Call:
     json: dict = field(default_factory=dict)
     headers: dict = field(default_factory=dict)
     timeout: float = 10.0
+    data: bytes | None = None  # a body sent byte for byte
 
     @property
     def args(self) -> dict:
@@ -48,8 +50,9 @@ class FakeTransport:
         self.handler = handler
         self.calls: list[Call] = []
 
-    def __call__(self, method, url, *, params=None, json=None, headers=None, timeout=10.0):
-        call = Call(method, url, dict(params or {}), dict(json or {}), dict(headers or {}), timeout)
+    def __call__(self, method, url, *, params=None, json=None, headers=None, timeout=10.0, data=None):
+        body = json if data is None else _loads(data)  # `json` is the parameter here
+        call = Call(method, url, dict(params or {}), dict(body or {}), dict(headers or {}), timeout, data)
         self.calls.append(call)
         answer = self.handler(call)
         if isinstance(answer, Exception):

@@ -157,6 +157,8 @@ def test_requests_are_signed_with_hmac_sha256_over_the_sorted_param_json():
                f"timestamp2025-03-01 20:00:00v2dysecret")
     assert call.params["sign"] == hmac.new(b"dysecret", pattern.encode(), hashlib.sha256).hexdigest()
     assert call.params["sign_method"] == "hmac-sha256" and call.params["access_token"] == "dy-token"
+    # The body posted is the signed text itself, byte for byte, as the official SDK sends it.
+    assert call.data == param_json.encode() and call.headers["Content-Type"] == "application/json"
 
 
 def test_a_window_deeper_than_douyin_pages_is_halved():
