@@ -8,6 +8,7 @@ class OmsConfig(AppConfig):
     verbose_name = _("Order management center")
 
     def ready(self):
+        from . import checks  # noqa: F401 - registers the system checks
         from .roles import sync_role_permissions
         from .schedules import ensure_default_schedules
 

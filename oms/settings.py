@@ -241,7 +241,9 @@ SPECTACULAR_SETTINGS = {
 OMS_PUBLIC_API_DOCS = env_bool("OMS_PUBLIC_API_DOCS", True)
 
 # Keyed hash for customer identities (phones are never stored in the clear).
-OMS_IDENTITY_KEY = os.environ.get("OMS_IDENTITY_KEY", SECRET_KEY)
+# The key of the buyer-identity hashes. Its own key in production (manage.py check --deploy
+# refuses SECRET_KEY or none): rotating SECRET_KEY must not split every buyer identity.
+OMS_IDENTITY_KEY = os.environ.get("OMS_IDENTITY_KEY", "") or ("" if PRODUCTION else SECRET_KEY)
 
 # Where people open the app; links in alert notifications start with it.
 OMS_PUBLIC_URL = os.environ.get("OMS_PUBLIC_URL", "http://127.0.0.1:8000")

@@ -6,6 +6,7 @@ PRODUCTION_ENV = {
     "OMS_ENV": "production",
     "SECRET_KEY": "k3y-for-the-deploy-check-" + "x7Qm9Zp2Lw" * 4,
     "ALLOWED_HOSTS": "oms.example.com",
+    "OMS_IDENTITY_KEY": "id3ntity-key-of-its-own-" + "Rt5Kp8Vn2Q" * 4,
 }
 
 
@@ -17,6 +18,14 @@ def test_production_settings_pass_check_deploy_with_no_warnings(tmp_path):
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_check_deploy_refuses_production_without_an_identity_key_of_its_own(tmp_path):
+    for identity_key in ("", PRODUCTION_ENV["SECRET_KEY"]):
+        env = clean_env(OMS_VAR_DIR=str(tmp_path), **(PRODUCTION_ENV | {"OMS_IDENTITY_KEY": identity_key}))
+        result = manage("check", "--deploy", env=env)
+        assert result.returncode != 0
+        assert "oms.E001" in result.stderr + result.stdout
 
 
 def test_production_refuses_to_start_without_a_secret_key(tmp_path):
