@@ -63,8 +63,9 @@ def reserve_or_hold(order: Order, actor: Actor) -> bool:
     if has_reservations(order):
         inventory.confirm_reservations(order)
         return True
-    lines = fulfilment.lines_left_to_ship(order)
-    if not lines:  # every parcel has left: nothing to hold stock for
+    # Shares exist only once an order is allocated: a new order's lines are all still to ship.
+    lines = None if order.fulfilment == Fulfilment.UNALLOCATED else fulfilment.lines_left_to_ship(order)
+    if lines == []:  # every parcel has left: nothing to hold stock for
         return True
     try:
         # An order routed by hand before payment reserves in its warehouse, where it will ship.
