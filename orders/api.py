@@ -94,7 +94,9 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def route(self, request, order_no=None):
         serializer = RouteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        services.route_order(order_no, serializer.validated_data["warehouse"], Actor.for_user(request.user))
+        services.route_order(order_no, serializer.validated_data["warehouse"], Actor.for_user(request.user),
+                             share_number=serializer.validated_data.get("fulfilment_order"),
+                             line_nos=serializer.validated_data.get("lines"))
         return self._reply(order_no)
 
     @extend_schema(request=ReasonSerializer, responses=OrderSerializer)

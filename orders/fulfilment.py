@@ -135,17 +135,21 @@ def new_shares(order: Order, items: list[tuple[int, int, int]], *, first_number:
 
 
 def cover_lines(order: Order, shares: list[FulfilmentOrder], *, at: datetime | None = None,
-                replaces: dict[int, FulfilmentOrder] | None = None) -> list[FulfilmentOrder]:
-    """Give every line no live share holds to the warehouse its active reservation is in (the
-    order's warehouse when it holds none): to the share waiting there, or to a new one.
-    Returns the shares made or extended; `shares` is extended in place."""
+                replaces: dict[int, FulfilmentOrder] | None = None, only_lines: set[int] | None = None,
+                to_warehouse: int | None = None) -> list[FulfilmentOrder]:
+    """Give every line no live share holds (of `only_lines`, if given) to the warehouse its
+    active reservation is in (else `to_warehouse`, else the order's warehouse): to the share
+    waiting there, or to a new one. Returns the shares made or extended; `shares` is extended
+    in place."""
     covered = set(FulfilmentLine.objects.filter(fulfilment_order__in=[s.pk for s in live(shares)])
                   .values_list("order_line_id", flat=True))
     reserved = dict(Reservation.objects.filter(order=order, status=Reservation.State.ACTIVE)
                     .values_list("order_line_id", "warehouse_id"))
     items = []
     for line_id, quantity in order.lines.values_list("pk", "quantity"):
-        warehouse_id = reserved.get(line_id, order.warehouse_id)
+        warehouse_id = reserved.get(line_id, to_warehouse or order.warehouse_id)
+        if only_lines is not None and line_id not in only_lines:
+            continue
         if line_id not in covered and warehouse_id is not None:
             items.append((line_id, warehouse_id, quantity))
     if not items:
@@ -154,6 +158,8 @@ def cover_lines(order: Order, shares: list[FulfilmentOrder], *, at: datetime | N
     changed, fresh = [], []
     for line_id, warehouse_id, quantity in items:
         share = waiting_at.get(warehouse_id)
+        if share is not None and share.status != ShareState.OPEN:
+            raise refusal(share, f"cannot add lines to {share.code}: it is {share.status}")
         if share is not None:
             FulfilmentLine.objects.create(fulfilment_order=share, order_line_id=line_id, quantity=quantity)
             if share not in changed:

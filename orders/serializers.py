@@ -196,6 +196,17 @@ class OrderSerializer(serializers.ModelSerializer):
 
 class RouteSerializer(serializers.Serializer):
     warehouse = serializers.CharField(max_length=32)
+    fulfilment_order = serializers.IntegerField(
+        min_value=1, max_value=32767, required=False,
+        help_text="Route only this share of the order (its number).")
+    lines = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=32767), required=False, allow_empty=False,
+        max_length=1000, help_text="With fulfilment_order: only these line numbers of it (a split by hand).")
+
+    def validate(self, data):
+        if data.get("lines") and not data.get("fulfilment_order"):
+            raise serializers.ValidationError({"lines": ["name the fulfilment_order the lines are split from"]})
+        return data
 
 
 class ReasonSerializer(serializers.Serializer):

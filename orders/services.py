@@ -21,7 +21,7 @@ from . import fulfilment, stock_flow
 from .events import SYSTEM, Actor, EventKind, Track, record_event
 from .identity import identity_for
 from .models import CANCELLABLE, CaseKind, Order, OrderLine, Status
-from .models_fulfilment import WAITING, ShareState
+from .models_fulfilment import WAITING, FulfilmentLine, ShareState
 from .numbers import next_order_no
 
 # Why a transition's condition failed, in words for the person who asked.
@@ -388,9 +388,11 @@ def approve_locked(order: Order, actor: Actor, *, at: datetime | None = None, su
 
 
 @transaction.atomic
-def route_order(order_no: str, warehouse_code: str, actor: Actor, at: datetime | None = None) -> Order:
+def route_order(order_no: str, warehouse_code: str, actor: Actor, at: datetime | None = None,
+                share_number: int | None = None, line_nos: list[int] | None = None) -> Order:
     """Assign or re-assign the shipping warehouse of the order's shares still waiting for a
-    warehouse; a share whose picking started, or that has left, is not moved (409)."""
+    warehouse, or of one of them (`share_number`), or of some of its lines (`line_nos`: a split
+    by hand); a share whose picking started, or that has left, is not moved (409)."""
     order = lock_order(order_no)
     try:
         warehouse = Warehouse.objects.get(code=warehouse_code, active=True)
@@ -405,7 +407,14 @@ def route_order(order_no: str, warehouse_code: str, actor: Actor, at: datetime |
         )
     at = at or timezone.now()
     shares = fulfilment.shares_of(order)
-    moving = [s for s in shares if s.status in WAITING and s.warehouse_id != warehouse.pk]
+    chosen = shares
+    if share_number is not None:
+        chosen = [s for s in shares if s.number == share_number]
+        if not chosen:
+            raise Invalid({"fulfilment_order": [f"order {order_no} has no fulfilment order {share_number}"]})
+        if chosen[0].status not in WAITING:
+            raise fulfilment.refusal(chosen[0], f"cannot re-route {chosen[0].code}: it is {chosen[0].status}")
+    moving = [s for s in chosen if s.status in WAITING and s.warehouse_id != warehouse.pk]
     started = next((s for s in moving if s.status != ShareState.OPEN), None)
     if started is not None:
         raise fulfilment.refusal(started, f"cannot re-route {started.code}: picking has started at "
@@ -414,9 +423,22 @@ def route_order(order_no: str, warehouse_code: str, actor: Actor, at: datetime |
     if not lines:
         raise Conflict("every parcel of the order has left its warehouse: nothing to route",
                        state={"status": order.status, "fulfilment": order.fulfilment}, allowed=[])
-    held_elsewhere = {line for s in shares if s.status in WAITING and s.warehouse_id == warehouse.pk
+    if share_number is not None:
+        in_share = dict(FulfilmentLine.objects.filter(fulfilment_order__in=moving)
+                        .values_list("order_line__line_no", "order_line_id"))
+        unknown = sorted(set(line_nos or ()) - set(in_share))
+        if unknown:
+            raise Invalid({"lines": [f"line {n} is not in {order_no}-F{share_number}" for n in unknown]})
+        moving_lines = {in_share[n] for n in line_nos} if line_nos else set(in_share.values())
+        to_move = [line for line in lines if line[0] in moving_lines]
+        if line_nos and moving and len(moving_lines) < len(in_share):
+            # A split: the share keeps its other lines and only these leave it.
+            FulfilmentLine.objects.filter(fulfilment_order=moving[0], order_line_id__in=moving_lines).delete()
+            moving = []
+    else:
+        held_there = {line for s in shares if s.status in WAITING and s.warehouse_id == warehouse.pk
                       for line in s.lines.values_list("order_line_id", flat=True)}
-    to_move = [line for line in lines if line[0] not in held_elsewhere]
+        to_move = [line for line in lines if line[0] not in held_there]
     moved = ""
     if to_move and not (order.status == Status.PENDING_PAYMENT and not stock_flow.has_reservations(order)):
         moved = stock_flow.reservation_summary(inventory_services.move_reservations(order, warehouse.pk, to_move))
@@ -424,13 +446,18 @@ def route_order(order_no: str, warehouse_code: str, actor: Actor, at: datetime |
     replaced = {}
     for share in fulfilment.cancel_waiting(order, moving, f"re-routed to {warehouse.code}", at, actor):
         replaced.setdefault(warehouse.pk, share)
-    order.warehouse = warehouse
-    fulfilment.cover_lines(order, shares, at=at, replaces=replaced)
+    if share_number is None or order.warehouse_id is None:
+        order.warehouse = warehouse
+    fulfilment.cover_lines(order, shares, at=at, replaces=replaced,
+                           only_lines={line[0] for line in to_move} if share_number is not None else None,
+                           to_warehouse=warehouse.pk if share_number is not None else None)
+    what = f"{order.order_no}-F{share_number} " if share_number is not None else ""
     fulfilment.follow(
         order, shares, actor, at=at, always=True,
-        summary=f"routed to {warehouse.code}" + (f" (was {previous.code})" if previous else "")
+        summary=f"{what}routed to {warehouse.code}" + (f" (was {previous.code})" if previous and not what else "")
         + (f"; reservation moved: {moved}" if moved else ""),
-        payload={"warehouse": warehouse.code, "previous": previous.code if previous else None},
+        payload={"warehouse": warehouse.code, "previous": previous.code if previous else None,
+                 **({"fulfilment_order": share_number} if share_number is not None else {})},
     )
     return order
 

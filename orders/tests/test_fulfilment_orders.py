@@ -229,3 +229,36 @@ def test_a_delivered_order_completes_after_its_channel_confirmation_period(ops):
     order.refresh_from_db()
     assert order.status == Status.COMPLETED
     assert services.complete_delivered() == 0
+
+
+def test_ops_split_a_share_by_hand_through_the_api(client_for):
+    # Both lines reserved in WH-SH (one share); the cup goes to WH-GZ by hand.
+    sh = WarehouseFactory(code="WH-SH", provinces=["上海"], priority=20)
+    gz = WarehouseFactory(code="WH-GZ", provinces=["广东"], priority=10)
+    tea, cup = SKUFactory(code="TEA", barcode="6900000000001"), SKUFactory(code="CUP", barcode="6900000000002")
+    for warehouse, sku in ((sh, tea), (sh, cup), (gz, cup)):
+        inventory.receive_stock(warehouse.code, sku.code, 10)
+    order = make_order(stock=False, receiver=SHANGHAI, lines=[(tea, 2, "10.00"), (cup, 1, "5.00")])
+    services.approve_order(order.order_no, ops_actor())
+    ops = client_for("ops")
+    url = f"/api/v1/orders/{order.order_no}/route/"
+
+    refused = ops.post(url, {"warehouse": "WH-GZ", "lines": [2]}, format="json")
+    assert refused.status_code == 400 and "lines" in refused.json()["fields"]
+    unknown = ops.post(url, {"warehouse": "WH-GZ", "fulfilment_order": 1, "lines": [9]}, format="json")
+    assert unknown.status_code == 400 and unknown.json()["fields"]["lines"] == [f"line 9 is not in {order.order_no}-F1"]
+
+    split = ops.post(url, {"warehouse": "WH-GZ", "fulfilment_order": 1, "lines": [2]}, format="json")
+
+    assert split.status_code == 200, split.json()
+    shares = {s["number"]: (s["warehouse"], s["status"], [(line["sku"], line["quantity"]) for line in s["lines"]])
+              for s in split.json()["fulfilment_orders"]}
+    assert shares == {1: ("WH-SH", "open", [("TEA", 2)]), 2: ("WH-GZ", "open", [("CUP", 1)])}
+    assert active(order) == [("CUP", "WH-GZ", 1), ("TEA", "WH-SH", 2)]
+    assert level(sh, cup) == (10, 0)
+
+    assert scan(make_device(gz)[0], order, "pick_started").status_code == 201
+    busy = ops.post(url, {"warehouse": "WH-SH", "fulfilment_order": 2}, format="json")
+    assert busy.status_code == 409
+    assert busy.json()["state"] == {"fulfilment_order": f"{order.order_no}-F2", "warehouse": "WH-GZ",
+                                    "status": "picking"}
