@@ -46,6 +46,19 @@ def test_cs_page_shows_the_blocking_point_of_a_stuck_order(stuck_order):
     assert "pick started at pack-B" in html
 
 
+def test_cs_page_names_the_share_and_warehouse_a_stuck_order_waits_on(stuck_order):
+    client = logged_in("customer_service")
+    client.post("/i18n/setlang/", {"language": "en"})
+
+    html = re.sub(r"\s+", " ", client.get(f"/cs/orders/{stuck_order.order_no}/").content.decode())
+
+    share = stuck_order.fulfilment_orders.exclude(status="cancelled").get()
+    blocking = html[html.index('id="blocking"'):][:500]
+    assert f"waiting on {share.code} in {share.warehouse.code}" in blocking
+    table = html[html.index('id="fulfilment-orders"'):][:800]
+    assert share.code in table and "picking" in table and "pack-B" in table
+
+
 def test_cs_page_speaks_chinese_by_default(stuck_order):
     client = logged_in("customer_service")
 
