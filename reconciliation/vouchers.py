@@ -88,8 +88,14 @@ def _lock_order_if_known(order_no: str) -> Order | None:
 
 def _create_voucher(notice, order: Order | None) -> FundVoucher:
     now = timezone.now()
-    amount = notice.amount if notice.kind == VoucherKind.PAYMENT else -_refund_amount(notice)
-    return FundVoucher.objects.create(
+    check = ""
+    if notice.kind == VoucherKind.PAYMENT:
+        amount = notice.amount
+    else:
+        _serialize_trade(notice.provider, notice.order_no)
+        refund, check = _refund_amount(notice)
+        amount = -refund
+    voucher = FundVoucher.objects.create(
         transaction_no=notice.transaction_no,
         provider=notice.provider,
         order=order,
@@ -101,17 +107,55 @@ def _create_voucher(notice, order: Order | None) -> FundVoucher:
         business_date=timezone.localdate(notice.occurred_at),
         callback_delay_seconds=max(0, int((now - notice.occurred_at).total_seconds())),
         raw=notice.raw,
+        status=VoucherStatus.PENDING_CHECK if check else VoucherStatus.CONFIRMED,
+        check_reason=check[:255],
     )
+    if check:
+        Discrepancy.objects.get_or_create(
+            fingerprint=f"{DiscrepancyKind.AMOUNT_MISMATCH}:refund-order:{voucher.transaction_no}",
+            defaults={"kind": DiscrepancyKind.AMOUNT_MISMATCH, "business_date": voucher.business_date,
+                      "transaction_no": voucher.transaction_no, "order_no": notice.order_no,
+                      "expected": None, "actual": voucher.amount, "difference": Decimal("0"),
+                      "voucher": voucher, "detail": check[:255]},
+        )
+    return voucher
 
 
-def _refund_amount(notice) -> Decimal:
-    """Alipay's refund_fee is the trade's refunded total so far, not this refund's amount."""
-    if notice.provider != "alipay":
-        return abs(notice.amount)
-    earlier = FundVoucher.objects.filter(
-        provider="alipay", kind=VoucherKind.REFUND, order_no=notice.order_no
-    ).aggregate(total=Sum("amount"))["total"] or Decimal("0")
-    return abs(notice.amount) + earlier  # earlier refunds are negative
+def _refund_amount(notice) -> tuple[Decimal, str]:
+    """This refund's own amount, and why it needs finance's check ("" when it does not).
+
+    A notice that gives only the trade's refunded total so far (Alipay's refund_fee) is read
+    against the other refunds of the trade by their totals, never by arrival: its amount is
+    its total less the highest total below it. A refund whose total is below one already
+    booked arrived out of order: the one booked first already holds its amount, so this one
+    is kept for a check, not counted (the order's refunded sum stays right) and finance gets
+    a difference to settle against the bill."""
+    if not getattr(notice, "cumulative", False):
+        return abs(notice.amount), ""
+    total = abs(notice.amount)
+    booked = []
+    for transaction_no, raw in FundVoucher.objects.filter(
+            provider=notice.provider, kind=VoucherKind.REFUND, order_no=notice.order_no
+    ).values_list("transaction_no", "raw"):
+        try:
+            booked.append((Decimal(str(raw.get("refund_fee"))), transaction_no))
+        except (ArithmeticError, ValueError, AttributeError):
+            continue
+    below = max((t for t, _no in booked if t < total), default=Decimal("0"))
+    later = sorted(no for t, no in booked if t > total)
+    reason = (f"refund arrived after {', '.join(later)}, whose running total already holds it: "
+              f"check the amounts against the bill") if later else ""
+    return total - below, reason
+
+
+def _serialize_trade(provider: str, order_no: str) -> None:
+    """Refunds of one trade are booked one at a time, also when no order is known to lock
+    (two concurrent refunds must not both read the same earlier totals)."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"refunds:{provider}:{order_no}"])
 
 
 def apply_to_order(voucher: FundVoucher, order: Order, actor: Actor) -> None:

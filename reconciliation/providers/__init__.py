@@ -37,3 +37,6 @@ class PaymentNotice:
     kind: str  # "payment" | "refund"
     succeeded: bool
     raw: dict  # the verified (decrypted) body, JSON-serialisable, for the archive
+    # True when `amount` is the trade's refunded total so far (Alipay's refund_fee without a
+    # send_back_fee), not this refund's own amount.
+    cumulative: bool = False

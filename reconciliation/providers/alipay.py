@@ -79,18 +79,22 @@ def parse_notification(
     order_no = text(fields, "out_trade_no")
     trade_no = text(fields, "trade_no")
     if _is_refund(fields):
+        # Each refund is booked under its own id; its own amount is send_back_fee where Alipay
+        # sends it, else only the trade's running refund_fee is known (see vouchers).
+        own = fields.get("send_back_fee")
         return PaymentNotice(
             provider="alipay",
             # 退款请求号, also the refund's key in the bill (退款批次号/请求号). Alipay keeps it
             # unique only within one trade, so the OMS must issue globally unique refund numbers.
             transaction_no=text(fields, "out_biz_no"),
             order_no=order_no,
-            amount=yuan(fields.get("refund_fee"), "refund_fee"),
+            amount=yuan(own, "send_back_fee") if own else yuan(fields.get("refund_fee"), "refund_fee"),
             currency="CNY",
             occurred_at=shanghai_local(fields.get("gmt_refund"), "gmt_refund"),
             kind="refund",
             succeeded=True,
             raw=fields,
+            cumulative=not own,
         )
     succeeded = status in PAID_STATES
     return PaymentNotice(

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from orders.models import OrderEvent, Status
 from orders.tests.factories import make_order
-from reconciliation.models import FundVoucher, PaymentCallback
+from reconciliation.models import Discrepancy, FundVoucher, PaymentCallback
 from reconciliation.providers import testing
 
 pytestmark = pytest.mark.django_db
@@ -165,3 +165,49 @@ def test_an_unconfigured_provider_refuses_everything(settings):
     settings.OMS_PAYMENT_GENERIC_SECRET = ""
     reply = generic_post({"transaction_no": "GEN-3"}, secret="anything")
     assert reply.status_code == 401 and FundVoucher.objects.count() == 0
+
+
+def alipay_refund(order, alipay_keys, out_biz_no, refund_fee, **extra):
+    return alipay_form(order, "30.00", alipay_keys, refund_fee=refund_fee, out_biz_no=out_biz_no,
+                       gmt_refund="2026-11-22 11:00:00", **extra)
+
+
+def post_alipay(form):
+    reply = APIClient().post("/api/v1/payments/notify/alipay/", form)
+    assert reply.content == b"success"
+
+
+def refunds_of(order):
+    return sorted(FundVoucher.objects.filter(order=order, kind="refund").values_list(
+        "transaction_no", "amount", "status"))
+
+
+def test_alipay_refunds_in_order_are_each_booked_at_their_own_amount(alipay_keys):
+    order = unpaid("30.00")
+    post_alipay(alipay_form(order, "30.00", alipay_keys))
+    post_alipay(alipay_refund(order, alipay_keys, "RF-A", "10.00"))
+    post_alipay(alipay_refund(order, alipay_keys, "RF-B", "30.00"))
+    assert refunds_of(order) == [("RF-A", Decimal("-10.00"), "confirmed"), ("RF-B", Decimal("-20.00"), "confirmed")]
+
+
+def test_alipay_refunds_out_of_order_never_book_a_positive_refund_and_are_checked(alipay_keys):
+    # Refunds of 10 then 20; the second notice (running total 30) arrives first. It was booked
+    # −30 and −(−20)=+20 before: now the total stays right and the late one waits for a check.
+    order = unpaid("30.00")
+    post_alipay(alipay_form(order, "30.00", alipay_keys))
+    post_alipay(alipay_refund(order, alipay_keys, "RF-B", "30.00"))
+    post_alipay(alipay_refund(order, alipay_keys, "RF-A", "10.00"))
+
+    assert refunds_of(order) == [("RF-A", Decimal("-10.00"), "pending_check"), ("RF-B", Decimal("-30.00"), "confirmed")]
+    order.refresh_from_db()
+    assert order.refunded_amount == Decimal("30.00")
+    difference = Discrepancy.objects.get(transaction_no="RF-A")
+    assert "RF-B" in difference.detail
+
+
+def test_alipay_send_back_fee_is_the_refunds_own_amount_whatever_the_order(alipay_keys):
+    order = unpaid("30.00")
+    post_alipay(alipay_form(order, "30.00", alipay_keys))
+    post_alipay(alipay_refund(order, alipay_keys, "RF-B", "30.00", send_back_fee="20.00"))
+    post_alipay(alipay_refund(order, alipay_keys, "RF-A", "10.00", send_back_fee="10.00"))
+    assert refunds_of(order) == [("RF-A", Decimal("-10.00"), "confirmed"), ("RF-B", Decimal("-20.00"), "confirmed")]
