@@ -48,6 +48,7 @@ from inventory.models import SKU
 from oms import rowsql
 from orders import batch
 from orders import services as order_services
+from orders.ciphertext import encrypted_fields
 from orders.events import Actor, EventKind, Track, record_event
 from orders.models import Order, Status
 
@@ -473,6 +474,9 @@ def order_problems(data: dict) -> list[str]:
     for name in REQUIRED_RECEIVER:
         if not str(receiver.get(name, "")).strip():
             problems.append(f"receiver.{name} is missing")
+    for name in encrypted_fields(receiver):
+        problems.append(f"receiver.{name} is the platform's ciphertext: decrypt it through the "
+                        f"platform before the order can ship")
     address = " ".join(str(receiver.get(k, "")) for k in ("province", "city", "district", "address"))
     if PLACEHOLDER_ADDRESS.search(address):
         problems.append(f"receiver.address looks like a placeholder: {receiver.get('address', '')!r}")

@@ -14,6 +14,7 @@ from django.conf import settings
 
 from oms import rowsql
 
+from .ciphertext import platform_ciphertext
 from .models import CustomerIdentity
 
 _SEPARATORS = re.compile(r"[\s\-()（）.]")
@@ -86,7 +87,10 @@ def identities_for(buyers: list[tuple[str, str, str]]) -> list[CustomerIdentity 
 
 
 def new_identity(raw_phone: str, name: str = "", address: str = "") -> CustomerIdentity | None:
-    """The identity of a buyer, not saved (None when the phone is unusable)."""
+    """The identity of a buyer, not saved (None when the phone is unusable: also a platform's
+    ciphertext, whose digits are no phone)."""
+    if platform_ciphertext(raw_phone):
+        return None
     phone = normalise_phone(raw_phone)
     if phone is None:
         return None

@@ -110,7 +110,7 @@ class Order(rowsql.SavesChanges, FSMModelMixin, models.Model):
         CustomerIdentity, on_delete=models.PROTECT, null=True, blank=True, related_name="orders",
         verbose_name=_("customer"),
     )
-    buyer_name = models.CharField(_("buyer name"), max_length=100, blank=True)
+    buyer_name = models.CharField(_("buyer name"), max_length=255, blank=True)
 
     currency = models.CharField(_("currency"), max_length=3, default="CNY")
     goods_amount = money_field(_("goods amount"))
@@ -118,9 +118,10 @@ class Order(rowsql.SavesChanges, FSMModelMixin, models.Model):
     discount_amount = money_field(_("discount"))
     payable_amount = money_field(_("payable"))
 
-    receiver_name = models.CharField(_("receiver name"), max_length=100)
+    # Long enough for a platform's ciphertext, kept as sent for its decrypt call (orders.ciphertext).
+    receiver_name = models.CharField(_("receiver name"), max_length=255)
     receiver_phone = models.CharField(
-        _("receiver phone"), max_length=32, help_text=_("As the channel gave it, often masked.")
+        _("receiver phone"), max_length=255, help_text=_("As the channel gave it, often masked.")
     )
     receiver_province = models.CharField(_("province"), max_length=32)
     receiver_city = models.CharField(_("city"), max_length=64, blank=True)
@@ -222,6 +223,16 @@ class Order(rowsql.SavesChanges, FSMModelMixin, models.Model):
 
     def __str__(self):
         return self.order_no
+
+    @property
+    def receiver_shown(self) -> dict:
+        """The receiver as people may see it: a platform's ciphertext is never shown as if it
+        were a name or an address (orders.ciphertext)."""
+        from .ciphertext import platform_ciphertext
+
+        fields = {"name": self.receiver_name, "province": self.receiver_province, "city": self.receiver_city,
+                  "district": self.receiver_district, "address": self.receiver_address}
+        return {k: (_("(encrypted by the platform)") if platform_ciphertext(v) else v) for k, v in fields.items()}
 
     # --- conditions -----------------------------------------------------------------------
     def has_warehouse(self) -> bool:

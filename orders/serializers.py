@@ -7,6 +7,7 @@ from rest_framework import serializers
 from channels.models import MANUAL_CHANNEL_CODE, Channel
 from inventory.models import SKU
 
+from .ciphertext import platform_ciphertext
 from .identity import mask_phone
 from .models import FulfilmentLine, FulfilmentOrder, Order, OrderLine, Shipment
 from .scanning import EVENT_TYPES, OUTBOUND, PACK_VERIFIED
@@ -16,8 +17,9 @@ MONEY = {"max_digits": 14, "decimal_places": 2, "min_value": Decimal("0")}
 
 
 class PartySerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100)
-    phone = serializers.CharField(max_length=32)
+    # Room for a platform's ciphertext (orders.ciphertext), kept as sent for its decrypt call.
+    name = serializers.CharField(max_length=255)
+    phone = serializers.CharField(max_length=255)
 
 
 class ReceiverSerializer(PartySerializer):
@@ -75,8 +77,9 @@ class OrderInputSerializer(serializers.Serializer):
 
 
 class ChannelReceiverSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
-    phone = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
+    # Room for a platform's ciphertext (orders.ciphertext), kept as sent for its decrypt call.
+    name = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    phone = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
     province = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
     city = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
     district = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
@@ -184,14 +187,15 @@ class OrderSerializer(serializers.ModelSerializer):
         ]
 
     def get_receiver(self, order) -> dict:
-        return {
-            "name": order.receiver_name,
-            "phone": mask_phone(order.receiver_phone) or order.receiver_phone,
-            "province": order.receiver_province,
-            "city": order.receiver_city,
-            "district": order.receiver_district,
-            "address": order.receiver_address,
-        }
+        """A platform's ciphertext is never shown as if it were an address: blank, and named in
+        `encrypted` (the order is on hold until it is decrypted)."""
+        raw = {"name": order.receiver_name, "phone": order.receiver_phone, "province": order.receiver_province,
+               "city": order.receiver_city, "district": order.receiver_district, "address": order.receiver_address}
+        encrypted = [name for name, value in raw.items() if platform_ciphertext(value)]
+        shown = {name: "" if name in encrypted else value for name, value in raw.items()}
+        if "phone" not in encrypted:
+            shown["phone"] = mask_phone(order.receiver_phone) or order.receiver_phone
+        return {**shown, "encrypted": encrypted}
 
 
 class RouteSerializer(serializers.Serializer):

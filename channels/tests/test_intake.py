@@ -214,3 +214,27 @@ def test_duplicates_report_per_channel_hour_and_top_skus(client, client_for, cha
     assert report.json()["top_skus"] == [{"sku": "SKU-001", "orders": 2}]
     bad = client_for("ops").get("/api/v1/channels/duplicates/", {"hours": "x"})
     assert bad.status_code == 400 and "hours" in bad.json()["fields"]
+
+
+@pytest.mark.parametrize(("field", "ciphertext"), [
+    ("address", "AAS" + "QkZnR0hJSktMTU5PUFFSU1RVVldYWVo=" * 2),  # JD
+    ("phone", "$138$U2FsdGVkX1+AbCdEfGhIjKl0123456789==$1$"),  # Douyin phone
+    ("name", "#张#U2FsdGVkX1+QwErTyUiOpAsDfGh==#1##"),  # Douyin name
+    ("address", "~AgAAAAFVx0Q3b3RoZXJ0ZXh0aGVyZQ==~0~"),  # Pinduoduo
+])
+def test_a_platform_ciphertext_receiver_is_held_never_shown_as_an_address(client, channel, sku, field, ciphertext,
+                                                                         client_for):
+    receiver = {**body()["receiver"], field: ciphertext}
+
+    reply = post(client, channel, body(receiver=receiver))
+
+    assert reply.json()["result"] == "held", reply.json()
+    order = Order.objects.get(order_no=reply.json()["order_no"])
+    assert order.status == Status.ON_HOLD
+    assert f"receiver.{field} is the platform's ciphertext" in order.hold_reason
+    shown = client_for("ops").get(f"/api/v1/orders/{order.order_no}/").json()["receiver"]
+    assert shown[field] == "" and shown["encrypted"] == [field]
+    if field == "phone":  # ciphertext digits are no phone: no buyer identity is made of them
+        from orders.identity import new_identity
+
+        assert new_identity(ciphertext, "张三", "世纪大道100号") is None
