@@ -244,6 +244,9 @@ OMS_PUBLIC_API_DOCS = env_bool("OMS_PUBLIC_API_DOCS", True)
 # The key of the buyer-identity hashes. Its own key in production (manage.py check --deploy
 # refuses SECRET_KEY or none): rotating SECRET_KEY must not split every buyer identity.
 OMS_IDENTITY_KEY = os.environ.get("OMS_IDENTITY_KEY", "") or ("" if PRODUCTION else SECRET_KEY)
+# During a rotation: the key being replaced. Identities under it are re-keyed when their buyer is
+# seen again or by `manage.py rehash_identities`; remove it once that reports nothing left.
+OMS_IDENTITY_PREVIOUS_KEY = os.environ.get("OMS_IDENTITY_PREVIOUS_KEY", "")
 
 # Where people open the app; links in alert notifications start with it.
 OMS_PUBLIC_URL = os.environ.get("OMS_PUBLIC_URL", "http://127.0.0.1:8000")

@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from oms.errors import NotFound
 
-from .identity import masked_hash, normalise_phone, phone_hash
+from .identity import masked_hash, normalise_phone, phone_hash, previous_key
 from .models import EventKind, Order, OrderEvent, Status, Track
 from .models_fulfilment import WAITING, FulfilmentOrder, ShareState
 
@@ -64,10 +64,11 @@ def search_orders(query: str, limit: int = 50) -> tuple[list[Order], bool]:
     weak = False
     phone = normalise_phone(query)
     if phone is not None and not matches:
-        exact = phone_hash(phone)
-        by_phone = base.filter(
-            Q(customer__phone_hash=exact) if exact else Q(pk__in=[])
-        ) | base.filter(customer__masked_hash=masked_hash(phone), customer__phone_hash="")
+        # During a key rotation identities not yet re-keyed are found under the previous key.
+        keys = [None, *([previous_key()] if previous_key() else [])]
+        exact = [h for h in (phone_hash(phone, key) for key in keys) if h]
+        by_phone = base.filter(customer__phone_hash__in=exact) | base.filter(
+            customer__masked_hash__in=[masked_hash(phone, key) for key in keys], customer__phone_hash="")
         matches = list(by_phone.order_by("-placed_at")[:limit])
         weak = any(o.customer and not o.customer.phone_hash for o in matches)
     return matches, weak
