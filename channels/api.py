@@ -11,7 +11,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from oms.api import ModelPermissions, permission_required
+from oms.api import MAX_PUSH_BODY, ModelPermissions, PayloadTooLarge, permission_required
 from oms.errors import Invalid, NotFound
 
 from . import intake
@@ -64,12 +64,17 @@ class ChannelViewSet(viewsets.ModelViewSet):
 
 class RawBodyParser(BaseParser):
     """Keeps the exact bytes: the signature is over the raw body, and a malformed body is
-    still archived for replay."""
+    still archived for replay. Never more than 1 MB is read (413 beyond, CONTRACTS.md)."""
 
     media_type = "*/*"
 
     def parse(self, stream, media_type=None, parser_context=None):
-        return stream.read()
+        if stream is None:
+            return b""
+        body = stream.read(MAX_PUSH_BODY + 1)
+        if len(body) > MAX_PUSH_BODY:
+            raise PayloadTooLarge(f"the body is over {MAX_PUSH_BODY} bytes")
+        return body
 
 
 class WebhookView(APIView):
@@ -85,6 +90,9 @@ class WebhookView(APIView):
         channel = Channel.objects.filter(code=code, active=True).first()
         if channel is None:
             raise NotFound(f"no active channel {code}")
+        declared = request.META.get("CONTENT_LENGTH") or "0"
+        if declared.isdigit() and int(declared) > MAX_PUSH_BODY:  # refused before it is read
+            raise PayloadTooLarge(f"the body is {declared} bytes; at most {MAX_PUSH_BODY} are taken")
         body = request.data if isinstance(request.data, bytes) else b""
         if not valid_signature(channel.webhook_secret, body, request.headers.get("X-OMS-Signature", "")):
             return Response({"error": "unauthenticated", "detail": "bad or missing X-OMS-Signature"},
@@ -93,6 +101,12 @@ class WebhookView(APIView):
             raw = json.loads(body)
             if not isinstance(raw, dict):
                 raise ValueError("the body must be a JSON object")
+        except RecursionError:
+            exc = ValueError("the JSON is nested too deep")
+            payload = intake.archive(channel, body, "webhook")
+            intake._finish(payload, "invalid", [f"body: {exc}"])
+            return Response({"error": "validation", "fields": {"body": [str(exc)]}},
+                            status=status.HTTP_400_BAD_REQUEST)
         except ValueError as exc:
             payload = intake.archive(channel, body, "webhook")
             intake._finish(payload, "invalid", [f"body: {exc}"])
@@ -111,7 +125,8 @@ def valid_signature(secret: str, body: bytes, header: str) -> bool:
     if scheme != "sha256" or not given:
         return False
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, given.strip().lower())
+    # Bytes, not str: compare_digest refuses a str with non-ASCII characters (a 500 otherwise).
+    return hmac.compare_digest(expected.encode(), given.strip().lower().encode("utf-8", "replace"))
 
 
 class DuplicatesHourSerializer(serializers.Serializer):

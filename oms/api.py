@@ -15,6 +15,7 @@ _ERROR_NAMES = {
     status.HTTP_404_NOT_FOUND: "not_found",
     status.HTTP_405_METHOD_NOT_ALLOWED: "method_not_allowed",
     status.HTTP_406_NOT_ACCEPTABLE: "not_acceptable",
+    status.HTTP_413_REQUEST_ENTITY_TOO_LARGE: "too_large",
     status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: "unsupported_media_type",
     status.HTTP_429_TOO_MANY_REQUESTS: "throttled",
 }
@@ -40,6 +41,15 @@ def domain_error_response(exc: errors.DomainError) -> Response:
     else:
         body = {"error": _ERROR_NAMES.get(exc.status_code, "error"), "detail": exc.detail, **exc.extra}
     return Response(body, status=exc.status_code)
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "the body is larger than this endpoint takes"
+    default_code = "too_large"
+
+
+MAX_PUSH_BODY = 1024 * 1024  # CONTRACTS.md: a push body over 1 MB is refused with 413
 
 
 def exception_handler(exc, context):

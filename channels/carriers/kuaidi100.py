@@ -180,12 +180,13 @@ def parse_signed_push(body: Mapping[str, str], salt: str) -> TrackingUpdate:
     param, sign = body.get("param") or "", body.get("sign") or ""
     if not param or not sign:
         raise TrackingSignatureError("push without param or sign")
-    if not hmac.compare_digest(md5_sign(param + salt), sign.strip().upper()):
+    # Bytes: compare_digest refuses a str with non-ASCII characters.
+    if not hmac.compare_digest(md5_sign(param + salt).encode(), sign.strip().upper().encode("utf-8", "replace")):
         raise TrackingSignatureError("push signature does not match")
     try:
         payload = json.loads(param)
-    except ValueError:
-        raise ValueError("push param is not JSON") from None
+    except (ValueError, RecursionError):
+        raise ValueError("push param is not JSON (or nested too deep)") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("lastResult"), dict):
         raise ValueError("push param has no lastResult")
     update = parse_result(payload["lastResult"], raw=payload)

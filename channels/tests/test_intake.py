@@ -238,3 +238,26 @@ def test_a_platform_ciphertext_receiver_is_held_never_shown_as_an_address(client
         from orders.identity import new_identity
 
         assert new_identity(ciphertext, "张三", "世纪大道100号") is None
+
+
+# --- hostile input on the unauthenticated webhook (issue 15) ----------------------------------
+
+def test_a_body_over_one_megabyte_is_refused_413_before_it_is_read(client, channel):
+    big = b'{"pad": "' + b"x" * (1024 * 1024) + b'"}'
+    reply = post(client, channel, None, raw=big)
+    assert reply.status_code == 413 and reply.json()["error"] == "too_large"
+    assert not RawPayload.objects.exists()
+
+
+def test_a_non_ascii_signature_is_a_401_not_a_500(client, channel):
+    reply = client.post(f"/api/v1/channels/{channel.code}/webhook/", data=b"{}", content_type="application/json",
+                        HTTP_X_OMS_SIGNATURE="sha256=签名签名")
+    assert reply.status_code == 401
+    assert not RawPayload.objects.exists()
+
+
+def test_validly_signed_json_nested_too_deep_is_a_400_and_archived(client, channel):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    reply = post(client, channel, None, raw=deep)
+    assert reply.status_code == 400 and "nested too deep" in reply.json()["fields"]["body"][0]
+    assert RawPayload.objects.get().outcome == "invalid"  # kept for replay, as the contract says

@@ -661,3 +661,10 @@ def test_a_long_route_keeps_the_newest_hundred_checkpoints_and_stays_idempotent(
     assert len(row.checkpoints) == 100
     assert (row.checkpoints[0]["description"], row.checkpoints[-1]["description"]) == ("第120站", "第21站")
     assert OrderEvent.objects.filter(order=order, kind="scan", to_state="").count() - before == 120
+
+
+def test_a_push_with_a_non_ascii_sign_is_refused_not_a_500(client):
+    order, shipment = ship("ZT9000000001")
+    form = push_form(shipment, route(shipment, 2))
+    form["sign"] = "签名"
+    assert post_push(client, form).status_code in (400, 401, 403)

@@ -109,8 +109,8 @@ def json_object(data: bytes, field: str, **options) -> dict:
     """A JSON object, refusing NaN/Infinity so that `raw` stays valid JSON for the archive."""
     try:
         value = json.loads(data, parse_constant=_refuse_constant, **options)
-    except ValueError:
-        raise NoticeError(f"{field}: not JSON") from None
+    except (ValueError, RecursionError):
+        raise NoticeError(f"{field}: not JSON (or nested too deep)") from None
     if not isinstance(value, dict):
         raise NoticeError(f"{field}: not a JSON object")
     return value
