@@ -42,6 +42,7 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     serializer_class = AlertSerializer
     permission_classes = [ModelPermissions]
     filterset_class = AlertFilter
+    lookup_value_regex = "[0-9]{1,18}"  # `null,null` or a number beyond bigint: 404, never int() on it
 
     @extend_schema(request=None, responses={200: AlertSerializer})
     @action(detail=True, methods=["post"], permission_classes=[permission_required("alerts.change_alert")])

@@ -3,6 +3,7 @@
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import BasePermission, DjangoModelPermissions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -50,6 +51,20 @@ class PayloadTooLarge(exceptions.APIException):
 
 
 MAX_PUSH_BODY = 1024 * 1024  # CONTRACTS.md: a push body over 1 MB is refused with 413
+
+
+class Pagination(LimitOffsetPagination):
+    """`?limit=` is capped; an `?offset=` beyond what any table holds is a 400, not a database
+    error."""
+
+    max_limit = 500
+    max_offset = 10**12
+
+    def get_offset(self, request):
+        offset = super().get_offset(request)
+        if offset > self.max_offset:
+            raise exceptions.ValidationError({self.offset_query_param: [f"at most {self.max_offset}"]})
+        return offset
 
 
 def exception_handler(exc, context):

@@ -29,6 +29,7 @@ from oms.errors import Invalid
 
 from . import approvals, cases, selectors
 from .models import (
+    ApprovalLevel,
     ApprovalStatus,
     ApprovalTask,
     CaseKind,
@@ -85,12 +86,29 @@ class ApprovalFilter(django_filters.FilterSet):
         fields = ["status", "order_no"]
 
 
+class MayApprove(IsAuthenticated):
+    """Users who read approvals (ops, customer service) or who may be asked to decide one: an
+    approver, backup or superior of some level, or a member of an approver role. Service
+    identities (scanners, integrations) and everyone else: 403."""
+
+    def has_permission(self, request, view):
+        if not super().has_permission(request, view):
+            return False
+        user = request.user
+        if user.has_perm("orders.view_approvaltask"):
+            return True
+        groups = list(user.groups.values_list("name", flat=True))
+        return ApprovalLevel.objects.filter(
+            Q(approver_user=user) | Q(backup_user=user) | Q(superior_user=user) | Q(approver_group__in=groups)
+        ).exists() or ApprovalTask.objects.filter(Q(assignee_user=user) | Q(backup_user=user)).exists()
+
+
 class ApprovalTaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = ApprovalTaskSerializer
     filterset_class = ApprovalFilter
     lookup_value_regex = "[0-9]+"
     # Who may decide is the task's business (orders.approvals.may_decide), checked per task.
-    permission_classes = [IsAuthenticated]
+    permission_classes = [MayApprove]
 
     def get_queryset(self):
         tasks = ApprovalTask.objects.select_related(

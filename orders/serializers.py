@@ -34,6 +34,9 @@ class SkuField(serializers.SlugRelatedField):
     time) passes them as context["skus"] (code → SKU): no query per line then."""
 
     def to_internal_value(self, data):
+        if isinstance(data, str) and ("\x00" in data or len(data) > 64):
+            # Never sent to the database: PostgreSQL refuses a NUL byte in a text parameter.
+            self.fail("does_not_exist", slug_name=self.slug_field, value=data[:64].replace("\x00", "\\x00"))
         sku = (self.context.get("skus") or {}).get(data) if isinstance(data, str) else None
         return sku if sku is not None else super().to_internal_value(data)
 

@@ -422,7 +422,14 @@ def test_api_lists_tasks_for_ops_and_only_their_own_for_an_approver(client_for):
     assert item["order_no"] == order.order_no and item["status"] == "pending"
     assert item["assignee_user"] == manager.username and item["policy"] == "big orders"
     assert ops_client.get("/api/v1/approvals/?status=nonsense").status_code == 400
-    assert client_for(None).get("/api/v1/approvals/").json()["count"] == 0
+    # Nobody else reads approvals: scanners, integrations, finance and users with no part in them.
+    for role in (None, "warehouse_device", "integration", "finance"):
+        assert client_for(role).get("/api/v1/approvals/").status_code == 403, role
+    from rest_framework.test import APIClient
+
+    approver = APIClient()
+    approver.force_authenticate(manager)
+    assert approver.get("/api/v1/approvals/").json()["count"] == 2
 
 
 def test_api_approve_reject_status_codes(client_for):
