@@ -76,6 +76,12 @@ class Channel(models.Model):
         _("allow split shipments"), default=False,
         help_text=_("When no single warehouse can ship every line, ship from several."),
     )
+    signature_version = models.PositiveSmallIntegerField(
+        _("webhook signature version"), default=2, choices=[(1, _("1: HMAC of the body")),
+                                                            (2, _("2: HMAC of timestamp and body"))],
+        help_text=_("2 for every channel created now (signed timestamp, 300 s); 1 only for channels "
+                    "created before, until their sender signs version 2."),
+    )
     completion_days = models.PositiveSmallIntegerField(
         _("completed after delivery (days)"), default=10,
         help_text=_("A delivered order is completed this many days after delivery, as the "

@@ -26,7 +26,7 @@ def generic_secret(settings):
 def post_callback(body: dict):
     headers, raw = testing.generic_notification(body, secret=SECRET)
     return APIClient().generic("POST", "/api/v1/payments/notify/generic/", raw, content_type="application/json",
-                               headers={"X-OMS-Signature": headers["X-OMS-Signature"]}).status_code
+                               headers={k: v for k, v in headers.items() if k.startswith("X-OMS")}).status_code
 
 
 @pytest.mark.parametrize("known_order", [True, False])

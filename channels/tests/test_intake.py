@@ -1,8 +1,7 @@
 """Intake through the signed generic webhook: archive, rules, validation, hold, replay."""
 
-import hashlib
-import hmac
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -11,6 +10,7 @@ from django.utils import timezone
 
 from channels.models import Channel, CleansingRule, RawPayload
 from inventory.services import receive_stock
+from oms import signing
 from orders.models import Order, Status
 from orders.tests.factories import SKUFactory, WarehouseFactory
 
@@ -43,11 +43,11 @@ def body(**overrides) -> dict:
     return data
 
 
-def post(client, channel, payload, secret=None, raw: bytes | None = None):
+def post(client, channel, payload, secret=None, raw: bytes | None = None, **signed):
     content = raw if raw is not None else json.dumps(payload, ensure_ascii=False).encode()
-    signature = hmac.new((secret or channel.webhook_secret).encode(), content, hashlib.sha256).hexdigest()
+    headers = signing.sign(secret or channel.webhook_secret, content, version=channel.signature_version, **signed)
     return client.post(f"/api/v1/channels/{channel.code}/webhook/", data=content,
-                       content_type="application/json", HTTP_X_OMS_SIGNATURE=f"sha256={signature}")
+                       content_type="application/json", headers=headers)
 
 
 def test_signed_webhook_creates_the_order_and_a_repeat_changes_nothing(client, channel, sku):
@@ -261,3 +261,21 @@ def test_validly_signed_json_nested_too_deep_is_a_400_and_archived(client, chann
     reply = post(client, channel, None, raw=deep)
     assert reply.status_code == 400 and "nested too deep" in reply.json()["fields"]["body"][0]
     assert RawPayload.objects.get().outcome == "invalid"  # kept for replay, as the contract says
+
+
+def test_signature_version_2_refuses_a_replay_and_a_body_signed_without_its_timestamp(client, channel, sku):
+    assert channel.signature_version == 2  # every channel created now
+    stale = post(client, channel, body(), now=time.time() - 301)
+    assert stale.status_code == 401 and "300 s" in stale.json()["detail"]
+    content = json.dumps(body(), ensure_ascii=False).encode()
+    v1 = client.post(f"/api/v1/channels/{channel.code}/webhook/", data=content, content_type="application/json",
+                     headers=signing.sign(channel.webhook_secret, content, version=1))
+    assert v1.status_code == 401 and "X-OMS-Timestamp" in v1.json()["detail"]
+    assert not RawPayload.objects.exists()
+    assert post(client, channel, body()).status_code == 202
+
+
+def test_a_channel_created_before_version_2_keeps_version_1(client, channel, sku):
+    Channel.objects.filter(pk=channel.pk).update(signature_version=1)
+    channel.refresh_from_db()
+    assert post(client, channel, body()).status_code == 202

@@ -1,37 +1,28 @@
-"""Generic provider callbacks (CONTRACTS.md): HMAC-SHA256 of the raw body in X-OMS-Signature.
+"""Generic provider callbacks (CONTRACTS.md): signature version 2 (oms.signing): HMAC-SHA256 of
+"<X-OMS-Timestamp>.<raw body>" in X-OMS-Signature.
 
 Body: {"transaction_no", "order_no", "amount", "currency", "paid_at", "provider", "kind"?}.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import re
 from collections.abc import Mapping
 from decimal import Decimal
 
+from oms import signing
+
 from . import NoticeError, PaymentNotice, SignatureError
-from ._fields import aware_iso, currency, header, json_object, text, yuan
+from ._fields import aware_iso, currency, json_object, text, yuan
 
-SIGNATURE_HEADER = "X-OMS-Signature"
+SIGNATURE_HEADER = signing.SIGNATURE_HEADER
 KINDS = ("payment", "refund")
-_SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
-
-
-def signature(body: bytes, secret: bytes | str) -> str:
-    """The X-OMS-Signature value for `body`."""
-    digest = hmac.new(_secret_bytes(secret), bytes(body), hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
 
 
 def verify_signature(headers: Mapping[str, str], body: bytes, *, secret: bytes | str) -> None:
-    match = _SIGNATURE.fullmatch(header(headers, SIGNATURE_HEADER) or "")
-    if match is None:
-        raise SignatureError(f"missing or malformed {SIGNATURE_HEADER}")
-    expected = signature(body, secret).removeprefix("sha256=")
-    if not hmac.compare_digest(expected.encode(), match.group(1).lower().encode()):
-        raise SignatureError(f"{SIGNATURE_HEADER} does not match the body")
+    """Signature version 2 (signed timestamp, 300 s): the only version of this contract."""
+    reason = signing.refusal(_secret_bytes(secret), body, headers, version=2)
+    if reason:
+        raise SignatureError(reason)
 
 
 def parse_notification(

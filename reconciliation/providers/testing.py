@@ -19,7 +19,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from . import alipay, generic, wechatpay
+from oms import signing
+
+from . import alipay, wechatpay
 from ._fields import SHANGHAI
 
 _NONCE_ALPHABET = string.ascii_letters + string.digits
@@ -129,10 +131,7 @@ def alipay_notification(params: dict, *, private_key: rsa.RSAPrivateKey) -> dict
 
 def generic_notification(body: dict, *, secret: bytes | str) -> tuple[dict[str, str], bytes]:
     raw = json.dumps(body, default=_decimal_text, ensure_ascii=False).encode("utf-8")
-    return {
-        generic.SIGNATURE_HEADER: generic.signature(raw, secret),
-        "Content-Type": "application/json",
-    }, raw
+    return {**signing.sign(secret, raw), "Content-Type": "application/json"}, raw
 
 
 def _decimal_text(value: object) -> str:

@@ -141,7 +141,7 @@ def generic_post(body, secret=GENERIC_SECRET):
     headers, raw = testing.generic_notification(body, secret=secret)
     return APIClient().generic("POST", "/api/v1/payments/notify/generic/", raw,
                                content_type="application/json",
-                               headers={"X-OMS-Signature": headers["X-OMS-Signature"]})
+                               headers={k: v for k, v in headers.items() if k.startswith("X-OMS")})
 
 
 def test_generic_callback_books_once_and_refuses_bad_signatures():

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from django.http import QueryDict
 
+from oms import signing
 from reconciliation.providers import (
     NoticeError,
     PaymentNotice,
@@ -758,7 +759,7 @@ def test_generic_number_finer_than_a_fen_is_refused_not_rounded():
         b'{"transaction_no":"T","order_no":"O","amount":0.105,"currency":"CNY",'
         b'"paid_at":"2025-03-01T10:05:00Z"}'
     )
-    headers = {"X-OMS-Signature": generic.signature(body, SECRET)}
+    headers = signing.sign(SECRET, body)
 
     with pytest.raises(NoticeError, match="^amount"):
         generic.parse_notification(headers, body, secret=SECRET)
@@ -768,7 +769,8 @@ def test_generic_number_finer_than_a_fen_is_refused_not_rounded():
 def test_generic_header_and_hex_case_insensitive(case):
     headers, body = generic_request()
     value = headers["X-OMS-Signature"]
-    headers = {case("X-OMS-Signature"): "sha256=" + value.removeprefix("sha256=").upper()}
+    headers = {case("X-OMS-Signature"): "sha256=" + value.removeprefix("sha256=").upper(),
+               case("X-OMS-Timestamp"): headers["X-OMS-Timestamp"]}
 
     assert generic.parse_notification(headers, body, secret=SECRET).succeeded
 
@@ -836,7 +838,17 @@ def test_generic_bad_value_is_named(field, value):
 
 @pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"amount": NaN}'])
 def test_generic_body_that_is_not_a_json_object_is_refused(body):
-    headers = {"X-OMS-Signature": generic.signature(body, SECRET)}
+    headers = signing.sign(SECRET, body)
 
     with pytest.raises(NoticeError, match="^body"):
         generic.parse_notification(headers, body, secret=SECRET)
+
+
+def test_generic_signature_is_version_2_and_refuses_a_replay_or_a_version_1_signature():
+    body = providers_testing.generic_notification(generic_body(), secret=SECRET)[1]
+    stale = signing.sign(SECRET, body, now=time.time() - 301)
+    with pytest.raises(SignatureError, match="X-OMS-Timestamp is more than 300 s"):
+        generic.parse_notification(stale, body, secret=SECRET)
+    with pytest.raises(SignatureError, match="X-OMS-Timestamp"):
+        generic.parse_notification(signing.sign(SECRET, body, version=1), body, secret=SECRET)
+    assert generic.parse_notification(signing.sign(SECRET, body, now=time.time() - 299), body, secret=SECRET)
