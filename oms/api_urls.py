@@ -1,8 +1,11 @@
 """The /api/v1/ tree: one router for every app's viewsets."""
 
 from django.urls import path
+from rest_framework import status
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
 from alerts.api import AlertViewSet
@@ -32,9 +35,20 @@ from reconciliation.callbacks import AlipayCallback, GenericCallback, WechatPayC
 
 
 class ObtainToken(ObtainAuthToken):
-    """POST {"username", "password"} → {"token"}; the one API call that needs no credentials."""
+    """POST {"username", "password"} → {"token"}; the one API call that needs no credentials.
+    Throttled by django-axes: a username locked out from this address gets 429, even with the
+    right password."""
 
     permission_classes = [AllowAny]
+
+    def post(self, request, *args, **kwargs):
+        try:
+            return super().post(request, *args, **kwargs)
+        except ValidationError:
+            if getattr(request, "axes_locked_out", False) or getattr(request._request, "axes_locked_out", False):
+                return Response({"error": "throttled", "detail": "too many failed logins: try again later"},
+                                status=status.HTTP_429_TOO_MANY_REQUESTS)
+            raise
 
 
 router = DefaultRouter()

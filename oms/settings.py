@@ -71,7 +71,21 @@ INSTALLED_APPS = [
     "channels",
     "reconciliation",
     "alerts",
+    "axes",
 ]
+
+# Login throttling (django-axes) on the admin login and the API token endpoint: after
+# OMS_LOGIN_FAILURE_LIMIT wrong passwords for one username from one address, that pair is
+# locked out for OMS_LOGIN_COOLOFF_MINUTES (the right password included).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env_bool("OMS_LOGIN_THROTTLE", True)
+AXES_FAILURE_LIMIT = int(os.environ.get("OMS_LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = float(os.environ.get("OMS_LOGIN_COOLOFF_MINUTES", "15")) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -84,6 +98,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "oms.urls"
