@@ -7,7 +7,8 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-BEFORE = [("orders", "0010_fulfilment_orders"), ("inventory", "0005_reservation_order_status_index")]
+BEFORE = [("orders", "0010_fulfilment_orders"), ("inventory", "0005_reservation_order_status_index"),
+          ("channels", "0008_channel_completion_days")]
 AFTER = [("orders", "0011_fulfilment_orders_for_existing")]
 
 
