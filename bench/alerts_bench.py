@@ -20,12 +20,12 @@ LOAD = """
 INSERT INTO orders_order (order_no, channel_id, external_order_id, buyer_name, currency,
     goods_amount, shipping_fee, discount_amount, payable_amount, receiver_name, receiver_phone,
     receiver_province, receiver_city, receiver_district, receiver_address, warehouse_id, status,
-    fulfilment, hold_reason, cancel_reason, last_location, source_hash, placed_at, paid_at,
-    status_changed_at, created_at, updated_at)
+    fulfilment, hold_reason, cancel_reason, last_location, source_hash, source_raw_sha256, refund_due,
+    refunded_amount, placed_at, paid_at, status_changed_at, created_at, updated_at)
 SELECT 'AL' || lpad(i::text, 10, '0'), %(channel)s, 'AL-' || i, 'buyer', 'CNY', 100, 0, 0, 100,
        'name', '138****0000', '上海', '上海市', '浦东新区', 'address', NULL,
        (ARRAY['paid','approved','ship_requested','on_hold'])[1 + (i / 7) %% 4],
-       CASE WHEN i %% 4 = 1 THEN 'allocated' ELSE 'unallocated' END, '', '', '', '',
+       CASE WHEN i %% 4 = 1 THEN 'allocated' ELSE 'unallocated' END, '', '', '', '', '', 0, 0,
        %(ref)s - interval '2 days', %(ref)s - interval '2 days',
        CASE WHEN i %% 100 <> 0 THEN %(ref)s - interval '1 minute'
             WHEN (i / 100) %% 3 = 0 THEN %(ref)s - interval '31 minutes'
