@@ -58,6 +58,15 @@ def budget_seconds() -> float:
     return float(getattr(settings, "OMS_PULL_BUDGET_SECONDS", 120))
 
 
+def _close_interrupted_runs(channel_id: int) -> int:
+    """Runs still "running" when the claim was free: their worker was killed (the cursor kept
+    its last whole slice, so this pull goes on from there)."""
+    return SyncRun.objects.filter(channel_id=channel_id, status=SyncRun.State.RUNNING).update(
+        status=SyncRun.State.FAILED, finished_at=timezone.now(),
+        error="interrupted: the worker stopped before the pull finished; the next pull went on from the cursor",
+    )
+
+
 def release(channel_id: int) -> None:
     Channel.objects.filter(pk=channel_id).update(pull_claimed_until=None)
 
@@ -83,6 +92,7 @@ def pull(channel_id: int, transport=None) -> SyncRun:
     if not claim(channel_id):
         raise PullBusy(f"a pull of channel {channel_id} is already running")
     channel = Channel.objects.get(pk=channel_id)
+    _close_interrupted_runs(channel_id)
     adapter = ADAPTERS[channel.kind](channel, transport=transport)
     # Pinduoduo drops its newest minutes: the cursor may only reach what was really asked for.
     window = adapter.clamp_window(next_window(channel))

@@ -28,18 +28,23 @@ from reconciliation.api import (
     DiscrepancyViewSet,
     PaymentMatchViewSet,
     RunViewSet,
+    StatementImportViewSet,
     StatementViewSet,
     VoucherViewSet,
 )
 from reconciliation.callbacks import AlipayCallback, GenericCallback, WechatPayCallback
 
+from .throttling import AuthTokenThrottle
+
 
 class ObtainToken(ObtainAuthToken):
     """POST {"username", "password"} → {"token"}; the one API call that needs no credentials.
     Throttled by django-axes: a username locked out from this address gets 429, even with the
-    right password."""
+    right password; and by address (oms.throttling, rate `auth_token`): past it, 429 whatever
+    the username."""
 
     permission_classes = [AllowAny]
+    throttle_classes = [AuthTokenThrottle]
 
     def post(self, request, *args, **kwargs):
         try:
@@ -64,6 +69,7 @@ router.register("inventory/stock", StockLevelViewSet, basename="stock-level")
 router.register("inventory/listings", ListingViewSet, basename="listing")
 router.register("inventory/counts", StockCountViewSet, basename="stock-count")
 router.register("reconciliation/statements", StatementViewSet, basename="statement")
+router.register("reconciliation/imports", StatementImportViewSet, basename="statement-import")
 router.register("reconciliation/vouchers", VoucherViewSet, basename="voucher")
 router.register("reconciliation/runs", RunViewSet, basename="reconciliation-run")
 router.register("reconciliation/discrepancies", DiscrepancyViewSet, basename="discrepancy")

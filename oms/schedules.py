@@ -41,6 +41,8 @@ DEFAULT_SCHEDULES: list[DefaultSchedule] = [
                     every_seconds=30),
     DefaultSchedule("reconciliation: nightly run for the previous day",
                     "reconciliation.nightly_reconciliation", crontab={"minute": "0", "hour": "9"}),
+    DefaultSchedule("reconciliation: retry interrupted runs and imports, queue a missed nightly run",
+                    "reconciliation.sweep", every_seconds=60),
     DefaultSchedule("reconciliation: link payments to unpaid orders",
                     "reconciliation.paid_without_record", every_seconds=60),
 ]

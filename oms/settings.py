@@ -6,6 +6,7 @@ DATABASE_URL, Redis via REDIS_URL) that passes `manage.py check --deploy`.
 """
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -172,8 +173,12 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    # Longer than the longest retry countdown / ETA, or Redis redelivers a task still waiting.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600, "socket_connect_timeout": 2}
+    # Redis redelivers an unacknowledged message after this: longer than the longest task (a
+    # statement import, OMS_IMPORT_TIME_LIMIT) so a live task is never run twice, short enough
+    # that a killed worker's message comes back within the hour. Rows that must not wait that
+    # long (runs, imports) are retried by reconciliation's sweep within minutes; retries with a
+    # countdown re-publish, so the timeout need not cover them.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_timeout": 2}
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_RESULT_BACKEND = None
@@ -188,7 +193,15 @@ CELERY_TASK_TIME_LIMIT = int(os.environ.get("CELERY_TASK_TIME_LIMIT", "360"))
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "oms.beat:ResilientDatabaseScheduler"
+# Statement imports run in a worker with this hard limit (seconds); files up to
+# OMS_STATEMENT_INLINE_BYTES are imported in the API request itself (201), larger ones answer 202.
+OMS_IMPORT_TIME_LIMIT = int(os.environ.get("OMS_IMPORT_TIME_LIMIT", "1800"))
+OMS_STATEMENT_INLINE_BYTES = int(os.environ.get("OMS_STATEMENT_INLINE_BYTES", str(2 << 20)))
+# A queued run or import not taken by a worker this long is sent to the broker again.
+OMS_QUEUED_PICKUP_SECONDS = int(os.environ.get("OMS_QUEUED_PICKUP_SECONDS", "120"))
+# By this local time the previous day must have a reconciliation run, else the sweep queues it.
+OMS_NIGHTLY_CATCHUP_AFTER = os.environ.get("OMS_NIGHTLY_CATCHUP_AFTER", "10:00")
 CELERY_TIMEZONE = os.environ.get("TIME_ZONE", "Asia/Shanghai")
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
@@ -221,6 +234,29 @@ STORAGES = {
 MEDIA_ROOT = VAR_DIR / "media"
 
 # --- API ------------------------------------------------------------------------------------
+
+
+def env_rate(name: str, default: str) -> str | None:
+    """A DRF throttle rate ("20/min") from the environment; "" / "off" / "0" turn it off.
+    Unset, the default applies only while OMS_LOGIN_THROTTLE is on: the test run turns every
+    throttle off that way, except in the tests about them (which set their own rates)."""
+    value = os.environ.get(name)
+    if value is None:
+        return default if AXES_ENABLED else None
+    value = value.strip()
+    if value.lower() in {"", "off", "0", "none"}:
+        return None
+    if not re.fullmatch(r"[1-9][0-9]*/[smhd][a-z]*", value):
+        raise ImproperlyConfigured(f"{name}={value!r}: a rate like 20/min (per s, min, hour or day) or off")
+    return value
+
+
+# Throttles (oms/throttling.py), per client address: POST /api/v1/auth/token/ (all attempts), and
+# the refused requests of the signed public callbacks (channel webhook, payment notifies, carrier
+# push); past that rate a refused callback answers 429 and is not recorded. Validly signed ones
+# are never throttled.
+OMS_AUTH_TOKEN_RATE = env_rate("OMS_AUTH_TOKEN_RATE", "20/min")
+OMS_CALLBACK_REJECTION_RATE = env_rate("OMS_CALLBACK_REJECTION_RATE", "30/min")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
@@ -231,8 +267,16 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "oms.api.Pagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's, plus the error responses of CONTRACTS.md on every operation (oms/schema.py).
+    "DEFAULT_SCHEMA_CLASS": "oms.schema.ErrorResponsesAutoSchema",
     "EXCEPTION_HANDLER": "oms.api.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {
+        "auth_token": OMS_AUTH_TOKEN_RATE,
+        "callback_rejection": OMS_CALLBACK_REJECTION_RATE,
+    },
+    # The client address of throttling: REMOTE_ADDR (0), or behind N trusted proxies the
+    # address N hops from the right of X-Forwarded-For. Never the header as the client sent it.
+    "NUM_PROXIES": int(os.environ.get("OMS_NUM_PROXIES", "0")),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Order management center API",
@@ -251,6 +295,9 @@ SPECTACULAR_SETTINGS = {
         "VoucherStatusEnum": "reconciliation.models.VoucherStatus",
         "DiscrepancyStatusEnum": "reconciliation.models.DiscrepancyStatus",
         "AlertStatusEnum": "alerts.models.AlertStatus",
+        # The `error` of the error bodies (oms/schema.py).
+        "ValidationErrorKindEnum": ["validation"],
+        "ConflictErrorKindEnum": ["conflict"],
     },
 }
 # The API contract is public (CONTRACTS.md); an operator who wants it private turns this off.
@@ -282,6 +329,13 @@ OMS_WECHATPAY_PLATFORM_KEYS = {
 OMS_WECHATPAY_MAX_SKEW_SECONDS = int(os.environ.get("OMS_WECHATPAY_MAX_SKEW_SECONDS", "300"))
 OMS_ALIPAY_PUBLIC_KEY = os.environ.get("OMS_ALIPAY_PUBLIC_KEY", "")
 OMS_ALIPAY_APP_ID = os.environ.get("OMS_ALIPAY_APP_ID", "")
+
+# --- Statement uploads (reconciliation/statements/limits.py) ---------------------------------
+# Refused before the work they bound: bytes uploaded; bytes every archive layer (gzip, zip
+# member, the parts of an .xlsx) unpacks to, in all; cells of an .xlsx workbook.
+OMS_STATEMENT_MAX_BYTES = int(os.environ.get("OMS_STATEMENT_MAX_BYTES", str(50 << 20)))
+OMS_STATEMENT_MAX_UNPACKED_BYTES = int(os.environ.get("OMS_STATEMENT_MAX_UNPACKED_BYTES", str(200 << 20)))
+OMS_STATEMENT_MAX_CELLS = int(os.environ.get("OMS_STATEMENT_MAX_CELLS", "20000000"))
 
 # --- Carrier tracking (channels/tracking.py) --------------------------------------------------
 # "sandbox" (scripted routes, for the demo; refused for pushes in production) or "kuaidi100".

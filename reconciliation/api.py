@@ -1,7 +1,9 @@
 """Finance API (CONTRACTS.md): statements, vouchers, runs, discrepancies, payment matches."""
 
 import django_filters
+from django.conf import settings
 from django.db.models import Q
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -10,10 +12,17 @@ from rest_framework.response import Response
 
 from oms.api import ModelPermissions, permission_required
 
-from . import discrepancies, paid_check, vouchers
-from .importing import StatementRejected, import_statement
+from . import discrepancies, jobs, paid_check, vouchers
+from .importing import MULTIPART_SLACK, StatementRejected, import_statement, refuse_oversized
 from .matching import run_reconciliation
-from .models import Discrepancy, FundVoucher, PaymentMatch, ReconciliationRun, Statement
+from .models import (
+    Discrepancy,
+    FundVoucher,
+    PaymentMatch,
+    ReconciliationRun,
+    Statement,
+    StatementImport,
+)
 from .serializers import (
     AcceptanceSerializer,
     DiscrepancySerializer,
@@ -22,6 +31,7 @@ from .serializers import (
     ReversalSerializer,
     RunRequestSerializer,
     RunSerializer,
+    StatementImportSerializer,
     StatementSerializer,
     StatementUploadSerializer,
     VoucherSerializer,
@@ -39,21 +49,39 @@ class StatementViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.
     parser_classes = [MultiPartParser, FormParser]
     filterset_fields = ["account", "profile"]
 
-    @extend_schema(request=StatementUploadSerializer, responses={201: StatementSerializer})
+    @extend_schema(request=StatementUploadSerializer,
+                   responses={201: StatementSerializer, 202: StatementImportSerializer})
     def create(self, request):
+        """Files up to OMS_STATEMENT_INLINE_BYTES are imported in the request (201); larger ones
+        are handed to a worker (202 with the import, `Location` to follow its progress)."""
+        # Refused before the body is parsed: a too-large upload is never spooled whole.
+        refuse_oversized(int(request.META.get("CONTENT_LENGTH") or 0) - MULTIPART_SLACK)
         form = StatementUploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         upload = form.validated_data["file"]
+        refuse_oversized(upload.size)
+        given = {"account": form.validated_data["account"], "filename": upload.name,
+                 "provider": form.validated_data.get("provider", ""), "user": request.user}
+        if upload.size > settings.OMS_STATEMENT_INLINE_BYTES:
+            job = jobs.submit_import(upload.read(), profile=form.validated_data.get("profile", ""), **given)
+            location = reverse("api:statement-import-detail", args=[job.pk])
+            return Response(StatementImportSerializer(job).data, status=status.HTTP_202_ACCEPTED,
+                            headers={"Location": location})
         try:
-            statement = import_statement(
-                upload.read(), account=form.validated_data["account"],
-                profile=form.validated_data.get("profile") or None, filename=upload.name,
-                provider=form.validated_data.get("provider", ""), user=request.user,
-            )
+            statement = import_statement(upload.read(), profile=form.validated_data.get("profile") or None, **given)
         except StatementRejected as exc:
-            return Response({"error": "validation", "detail": exc.detail, "rows": exc.rows},
-                            status=status.HTTP_400_BAD_REQUEST)
+            return Response({"error": "validation", "fields": {"file": [exc.detail]}, "detail": exc.detail,
+                             "rows": exc.rows}, status=status.HTTP_400_BAD_REQUEST)
         return Response(StatementSerializer(statement).data, status=status.HTTP_201_CREATED)
+
+
+class StatementImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """`GET /api/v1/reconciliation/imports/<id>/`: a worker's import of a large statement file."""
+
+    queryset = StatementImport.objects.select_related("statement").defer("data").order_by("-id")
+    serializer_class = StatementImportSerializer
+    permission_classes = [ModelPermissions]
+    filterset_fields = ["account", "state"]
 
 
 class VoucherFilter(django_filters.FilterSet):
@@ -128,6 +156,7 @@ class DiscrepancyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     serializer_class = DiscrepancySerializer
     permission_classes = [ModelPermissions]
     filterset_class = DiscrepancyFilter
+    lookup_value_regex = "[0-9]{1,18}"  # anything else is a 404, never int() on it
 
     @extend_schema(request=DiscrepancyUpdateSerializer, responses={200: DiscrepancySerializer})
     def partial_update(self, request, pk=None):
@@ -144,6 +173,7 @@ class PaymentMatchViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = PaymentMatchSerializer
     permission_classes = [ModelPermissions]
     filterset_fields = ["state"]
+    lookup_value_regex = "[0-9]{1,18}"  # anything else is a 404, never int() on it
 
     @extend_schema(request=None, responses={200: PaymentMatchSerializer})
     @action(detail=True, methods=["post"],

@@ -3,16 +3,21 @@
 Each view verifies with the provider module, books through `vouchers.record_notice` and answers
 as that provider expects: a success reply for new and repeated notices alike (a repeat must stop
 the provider's retries), a failure reply the provider will retry on for anything we could not
-book. Every arrival is logged in PaymentCallback, rejected ones included.
+book. Every arrival is logged in PaymentCallback, rejected ones included, except that past
+`callback_rejection` refusals from one address a minute (oms.throttling) a request that is not
+signed by the provider answers 429 and is not logged; a signed one is never throttled.
 """
 
 import logging
+import math
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
+
+from oms.throttling import rejection_allowed
 
 from .models import PaymentCallback
 from .providers import NoticeError, SignatureError, alipay, generic, wechatpay
@@ -32,6 +37,11 @@ class CallbackView(View):
             notice = self.parse(request, body)
         except (SignatureError, NoticeError, ValueError) as exc:
             reason = str(exc) or exc.__class__.__name__
+            if isinstance(exc, SignatureError):
+                # Not from the provider: counted per address; past the rate, 429 and no row.
+                allowed, wait = rejection_allowed(request)
+                if not allowed:
+                    return self.throttled(wait)
             log_callback(self.provider, body, PaymentCallback.Outcome.REJECTED, detail=reason)
             logger.warning("payment callback refused", extra={"provider": self.provider, "reason": reason})
             status = 401 if isinstance(exc, SignatureError) else 400
@@ -46,8 +56,15 @@ class CallbackView(View):
         return JsonResponse({"result": "ok"})
 
     def failure(self, reason: str, status: int):
-        return JsonResponse({"error": "unauthenticated" if status == 401 else "validation",
-                             "detail": reason}, status=status)
+        error = {401: "unauthenticated", 429: "throttled"}.get(status, "validation")
+        return JsonResponse({"error": error, "detail": reason}, status=status)
+
+    def throttled(self, wait: float | None):
+        """429 in the provider's failure format, with Retry-After (oms.throttling)."""
+        seconds = max(1, math.ceil(wait or 1))
+        response = self.failure(f"too many refused callbacks from this address: retry in {seconds} s", 429)
+        response["Retry-After"] = str(seconds)
+        return response
 
 
 class WechatPayCallback(CallbackView):

@@ -9,13 +9,15 @@ from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from channels.models import Channel
 from oms.errors import Conflict, DomainError
 
-from .models import Statement, StatementLine
+from .matching import queue_run
+from .models import ReconciliationRun, Statement, StatementLine
 from .statements import RowError, StatementFormatError, StatementRow, open_statement
 
 SETTLEMENT_PROFILE = "channel_settlement"
@@ -36,19 +38,34 @@ class StatementRejected(DomainError):
         self.rows = rows
 
 
+class FileTooLarge(DomainError):
+    status_code = 413
+
+
 Progress = Callable[[int, int], None]
+# Form fields and multipart boundaries around the file in an upload's body.
+MULTIPART_SLACK = 64 * 1024
+
+
+def max_file_bytes() -> int:
+    return int(getattr(settings, "OMS_STATEMENT_MAX_BYTES", 50 << 20))
+
+
+def refuse_oversized(size: int) -> None:
+    """Before the file is read (a request's Content-Length) and after (the file's size)."""
+    if size > max_file_bytes():
+        raise FileTooLarge(f"the file is larger than {max_file_bytes()} bytes (OMS_STATEMENT_MAX_BYTES); "
+                           "split it by day or compress it")
 
 
 def import_statement(
     data: bytes, *, account: str, profile: str | None = None, filename: str = "",
     provider: str = "", user=None, progress: Progress | None = None,
 ) -> Statement:
-    account = account.strip()
-    if not account:
-        raise StatementRejected("account is required", [_error(0, "account", "", "missing value")])
+    account = require_account(account)
     checksum = hashlib.sha256(data).hexdigest()
     if (earlier := Statement.objects.filter(account=account, checksum=checksum).first()) is not None:
-        raise _already_imported(earlier)
+        raise already_imported(earlier)
     try:
         reader = open_statement(data, profile=profile or None, filename=filename)
     except StatementFormatError as exc:
@@ -62,11 +79,18 @@ def import_statement(
                 encoding=reader.encoding, checksum=checksum, size=len(data), imported_by=user,
             )
             _load_rows(statement, reader, channel, progress)
+            _reconcile_after_import(statement)
     except IntegrityError:
         # The same file uploaded twice at once: the unique (account, checksum) decided.
-        raise _already_imported(Statement.objects.get(account=account, checksum=checksum)) from None
-    transaction.on_commit(lambda: _reconcile_after_import(statement))
+        raise already_imported(Statement.objects.get(account=account, checksum=checksum)) from None
     return statement
+
+
+def require_account(account: str) -> str:
+    account = account.strip()
+    if not account:
+        raise StatementRejected("account is required", [_error(0, "account", "", "missing value")])
+    return account
 
 
 def statement_provider(profile: str, account: str, given: str = "") -> str:
@@ -78,7 +102,7 @@ def statement_provider(profile: str, account: str, given: str = "") -> str:
     return (given or account).strip()[:40]
 
 
-def _already_imported(earlier: Statement) -> Conflict:
+def already_imported(earlier: Statement) -> Conflict:
     return Conflict(
         f"this file was already imported for account {earlier.account} "
         f"on {timezone.localtime(earlier.imported_at):%Y-%m-%d %H:%M} (statement {earlier.pk})",
@@ -201,10 +225,8 @@ class _writer:
 
 
 def _reconcile_after_import(statement: Statement) -> None:
-    """WeChat Pay bills exist only after 10:00 the next day: the import itself starts the run
-    for the days it covers, so nobody waits for the next night."""
-    from .tasks import reconcile_period
-
+    """WeChat Pay bills exist only after 10:00 the next day: the import itself queues the run
+    for the days it covers (in its own transaction, so a broker outage cannot lose it), so
+    nobody waits for the next night."""
     if statement.period_end and statement.period_end < timezone.localdate():
-        reconcile_period.delay(statement.period_start.isoformat(), statement.period_end.isoformat(),
-                               "import")
+        queue_run(statement.period_start, statement.period_end, ReconciliationRun.Trigger.IMPORT)

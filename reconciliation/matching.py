@@ -16,6 +16,8 @@ from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from oms.queueing import enqueue_on_commit
+
 from .models import (
     Discrepancy,
     DiscrepancyEvent,
@@ -31,7 +33,7 @@ from .models import (
 DELAYED_CALLBACK_SECONDS = 30 * 60
 SUGGEST_WINDOW = timedelta(minutes=15)
 TRANSACTION_KINDS = [k.value for k in DiscrepancyKind]
-SETTLEMENT_PROFILE = "channel_settlement"
+RUN_TASK = "reconciliation.run_queued"
 
 # Only the payment side of the voucher ledger meets statements; reversals are the system's own
 # corrections and reversed vouchers are netted out by them.
@@ -183,6 +185,27 @@ def run_reconciliation(
     run = ReconciliationRun.objects.create(
         period_start=start, period_end=end, trigger=trigger, started_by=user
     )
+    return execute_run(run)
+
+
+def queue_run(start: date, end: date, trigger: str, user=None, attempt: int = 1) -> ReconciliationRun:
+    """A run for a worker: the row is written in the caller's transaction, the message after
+    its commit (a broker outage leaves the row for the sweep, see reconciliation.jobs)."""
+    run = ReconciliationRun.objects.create(period_start=start, period_end=end, trigger=trigger,
+                                           started_by=user, state=ReconciliationRun.State.QUEUED, attempt=attempt)
+    enqueue_on_commit(RUN_TASK, run.pk)
+    return run
+
+
+def run_queued(run_id: int) -> ReconciliationRun | None:
+    """Claim a queued run and reconcile it; None when another worker already took it."""
+    claimed = ReconciliationRun.objects.filter(pk=run_id, state=ReconciliationRun.State.QUEUED).update(
+        state=ReconciliationRun.State.RUNNING, started_at=timezone.now())
+    return execute_run(ReconciliationRun.objects.get(pk=run_id)) if claimed else None
+
+
+def execute_run(run: ReconciliationRun) -> ReconciliationRun:
+    """Reconcile a run row already marked running (created so, or claimed from the queue)."""
     try:
         _reconcile(run)
     except Exception as exc:
@@ -196,6 +219,9 @@ def run_reconciliation(
 
 @transaction.atomic
 def _reconcile(run: ReconciliationRun) -> None:
+    # The run row stays locked until the run commits: a sweep that can lock a "running" run
+    # knows its worker is gone (reconciliation.runs.sweep_runs).
+    ReconciliationRun.objects.select_for_update().only("pk").get(pk=run.pk)
     tz = timezone.get_current_timezone()
     params = {
         "start": run.period_start, "end": run.period_end, "run": run.pk, "now": timezone.now(),

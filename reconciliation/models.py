@@ -210,6 +210,7 @@ class ReconciliationRun(models.Model):
         IMPORT = "import", _("statement imported")
 
     class State(models.TextChoices):
+        QUEUED = "queued", _("queued")
         RUNNING = "running", _("running")
         DONE = "done", _("done")
         FAILED = "failed", _("failed")
@@ -223,9 +224,13 @@ class ReconciliationRun(models.Model):
     matched = models.PositiveIntegerField(_("matched"), default=0)
     counts = models.JSONField(_("discrepancies by kind"), default=dict, blank=True)
     error = models.TextField(_("error"), blank=True)
+    attempt = models.PositiveSmallIntegerField(
+        _("attempt"), default=1, help_text=_("A run interrupted by a stopped worker is retried as the next attempt."),
+    )
     started_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    # Queued runs: when queued; from the claim on: when a worker started it.
     started_at = models.DateTimeField(_("started at"), auto_now_add=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
 
@@ -236,6 +241,63 @@ class ReconciliationRun(models.Model):
 
     def __str__(self):
         return f"{self.period_start}–{self.period_end} ({self.state})"
+
+
+class StatementImport(models.Model):
+    """A statement file handed to a worker: accepted at once, imported in the background, its
+    outcome (the statement, or every bad row) kept for the page and the API to read.
+
+    The file's bytes live in the row until the import ends, so any worker can take it and a
+    worker killed halfway leaves it to be taken again (the import itself is all or nothing).
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        RUNNING = "running", _("importing")
+        IMPORTED = "imported", _("imported")
+        REFUSED = "refused", _("refused, nothing imported")
+        FAILED = "failed", _("failed")
+
+    account = models.CharField(_("account"), max_length=64)
+    profile = models.CharField(_("profile"), max_length=32, blank=True)
+    provider = models.CharField(_("provider"), max_length=40, blank=True)
+    filename = models.CharField(_("file name"), max_length=255, blank=True)
+    size = models.PositiveBigIntegerField(_("size (bytes)"))
+    checksum = models.CharField(_("SHA-256"), max_length=64)
+    data = models.BinaryField(_("file"), editable=False)
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.QUEUED)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    statement = models.OneToOneField(
+        Statement, on_delete=models.PROTECT, null=True, blank=True, related_name="import_job",
+        verbose_name=_("statement"),
+    )
+    detail = models.TextField(_("outcome"), blank=True)
+    rows = models.JSONField(_("bad rows (first 500)"), default=list, blank=True)
+    bad_rows = models.PositiveIntegerField(_("bad rows"), default=0)
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    submitted_at = models.DateTimeField(_("submitted at"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("statement import")
+        verbose_name_plural = _("statement imports")
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(state="imported") | Q(statement__isnull=False), name="statementimport_imported_has_statement",
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=["queued", "running"]) | Q(finished_at__isnull=False),
+                name="statementimport_finished_has_time",
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "started_at"], name="statementimport_state_idx")]
+
+    def __str__(self):
+        return f"{self.filename or self.account} ({self.state})"
 
 
 class DiscrepancyKind(models.TextChoices):

@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from .jobs import import_status
 from .models import (
     Discrepancy,
     DiscrepancyEvent,
@@ -8,6 +9,7 @@ from .models import (
     PaymentMatch,
     ReconciliationRun,
     Statement,
+    StatementImport,
 )
 
 
@@ -27,7 +29,7 @@ class StatementSerializer(serializers.ModelSerializer):
 
 class VoucherSerializer(serializers.ModelSerializer):
     order_no = serializers.SerializerMethodField()
-    reverses = serializers.SlugRelatedField(slug_field="transaction_no", read_only=True)
+    reverses = serializers.SlugRelatedField(slug_field="transaction_no", read_only=True, allow_null=True)
 
     class Meta:
         model = FundVoucher
@@ -74,7 +76,7 @@ class RunSerializer(serializers.ModelSerializer):
 
 
 class DiscrepancyEventSerializer(serializers.ModelSerializer):
-    user = serializers.StringRelatedField()
+    user = serializers.StringRelatedField(allow_null=True)
 
     class Meta:
         model = DiscrepancyEvent
@@ -82,8 +84,8 @@ class DiscrepancyEventSerializer(serializers.ModelSerializer):
 
 
 class DiscrepancySerializer(serializers.ModelSerializer):
-    assignee = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    suggested_voucher = serializers.SlugRelatedField(slug_field="transaction_no", read_only=True)
+    assignee = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    suggested_voucher = serializers.SlugRelatedField(slug_field="transaction_no", read_only=True, allow_null=True)
     history = DiscrepancyEventSerializer(many=True, read_only=True)
 
     class Meta:
@@ -108,3 +110,21 @@ class PaymentMatchSerializer(serializers.ModelSerializer):
         model = PaymentMatch
         fields = ["id", "transaction_no", "amount", "order_no", "state", "reason", "created_at",
                   "decided_at"]
+
+
+class StatementImportSerializer(serializers.ModelSerializer):
+    """A file imported by a worker: its state, progress and outcome (the statement, or every
+    bad row up to 500)."""
+
+    progress = serializers.SerializerMethodField()
+    statement = StatementSerializer(read_only=True, allow_null=True)
+
+    class Meta:
+        model = StatementImport
+        fields = ["id", "state", "account", "profile", "provider", "filename", "size", "attempts",
+                  "progress", "statement", "detail", "bad_rows", "rows", "submitted_at", "started_at",
+                  "finished_at"]
+
+    def get_progress(self, job) -> dict[str, int]:
+        status = import_status(job)
+        return {"done": status["done"], "total": status["total"]}

@@ -1,13 +1,11 @@
 """Finance pages: dashboard, statement upload with progress, the difference list, vouchers
 (reversal), the pending-confirmation pool and the monthly report. Thin callers of services."""
 
-import re
 from datetime import date, timedelta
 from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import HttpResponse, JsonResponse
@@ -19,8 +17,8 @@ from django.views.decorators.http import require_POST
 
 from oms.errors import DomainError
 
-from . import discrepancies, paid_check, reports, vouchers
-from .importing import StatementRejected, import_statement
+from . import discrepancies, jobs, paid_check, reports, vouchers
+from .importing import MULTIPART_SLACK, StatementRejected, refuse_oversized
 from .matching import run_reconciliation
 from .models import (
     Discrepancy,
@@ -30,11 +28,11 @@ from .models import (
     PaymentMatch,
     ReconciliationRun,
     Statement,
+    StatementImport,
 )
 from .statements import PROFILES
 
 PAGE_SIZE = 50
-UPLOAD_TOKEN = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 
 
 def finance_page(perm: str = "reconciliation.view_discrepancy"):
@@ -85,42 +83,39 @@ def start_run(request):
 @finance_page("reconciliation.view_statement")
 def statements(request):
     page = Paginator(Statement.objects.order_by("-imported_at"), PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "finance/statements.html", {"page": page, "profiles": PROFILES})
+    imports = StatementImport.objects.defer("data").exclude(state=StatementImport.State.IMPORTED)[:10]
+    return render(request, "finance/statements.html", {"page": page, "profiles": PROFILES, "imports": imports})
 
 
 @require_POST
 @finance_page("reconciliation.add_statement")
 def upload_statement(request):
-    """Imports in the request; the page polls `upload_progress` meanwhile with its token."""
-    token = request.POST.get("token", "")
-    upload = request.FILES.get("file")
-    if upload is None or not request.POST.get("account", "").strip():
-        return JsonResponse({"error": "validation", "detail": _("Choose a file and an account."), "rows": []}, status=400)
-    key = f"statement-upload:{token}" if UPLOAD_TOKEN.match(token) else None
-
-    def progress(done, total):
-        if key:
-            cache.set(key, {"done": done, "total": total}, 600)
-
+    """Hands the file to a worker (202); the page then polls `import_progress` until it ends."""
     try:
-        statement = import_statement(
-            upload.read(), account=request.POST["account"], profile=request.POST.get("profile") or None,
+        # Before the body is parsed: a too-large upload is never spooled whole.
+        refuse_oversized(int(request.META.get("CONTENT_LENGTH") or 0) - MULTIPART_SLACK)
+        upload = request.FILES.get("file")
+        if upload is None or not request.POST.get("account", "").strip():
+            return JsonResponse({"error": "validation", "detail": _("Choose a file and an account."), "rows": []},
+                                status=400)
+        refuse_oversized(upload.size)
+        job = jobs.submit_import(
+            upload.read(), account=request.POST["account"], profile=request.POST.get("profile", ""),
             filename=upload.name, provider=request.POST.get("provider", ""), user=request.user,
-            progress=progress,
         )
     except StatementRejected as exc:
         return JsonResponse({"error": "validation", "detail": exc.detail, "rows": exc.rows[:500],
                              "bad_rows": len(exc.rows)}, status=400)
     except DomainError as exc:
         return JsonResponse({"error": "conflict", "detail": exc.detail}, status=exc.status_code)
-    return JsonResponse({"id": statement.pk, "profile": statement.profile, "lines": statement.lines,
-                         "period_start": statement.period_start, "period_end": statement.period_end},
-                        status=201)
+    job.refresh_from_db()  # imported already where tasks run inline
+    return JsonResponse({**jobs.import_status(job),
+                         "progress_url": reverse("finance:import-progress", args=[job.pk])}, status=202)
 
 
-@finance_page("reconciliation.add_statement")
-def upload_progress(request, token):
-    return JsonResponse(cache.get(f"statement-upload:{token}") or {"done": 0, "total": 0})
+@finance_page("reconciliation.view_statementimport")
+def import_progress(request, pk):
+    return JsonResponse(jobs.import_status(get_object_or_404(StatementImport.objects.defer("data"), pk=pk)))
 
 
 @finance_page()

@@ -30,3 +30,18 @@ def manage(*args: str, env: dict[str, str], timeout: int = 120) -> subprocess.Co
         text=True,
         timeout=timeout,
     )
+
+
+def start_worker(queue: str, env: dict[str, str]) -> subprocess.Popen:
+    """A Celery worker of its own queue, in its own session so a test can SIGKILL it whole."""
+    return subprocess.Popen(
+        [PYTHON, "-m", "celery", "-A", "oms", "worker", "--pool=solo", "-Q", queue, "--without-heartbeat",
+         "--without-gossip", "--without-mingle", "--loglevel=WARNING"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+
+
+def send_task(module: str, task: str, args: list, queue: str, env: dict[str, str]) -> None:
+    sent = manage("shell", "-c", f"from {module} import {task}; {task}.apply_async(args={args!r}, queue={queue!r})",
+                  env=env)
+    assert sent.returncode == 0, sent.stderr

@@ -2,7 +2,6 @@
 
 import os
 import signal
-import subprocess
 import time
 import uuid
 from datetime import timedelta
@@ -14,12 +13,12 @@ from django.db.models import Count
 from django.test import override_settings
 from django.utils import timezone
 
-from channels.models import Channel, RawPayload
+from channels.models import Channel, RawPayload, SyncRun
 from channels.pulls import pull
 from inventory.services import receive_stock
 from orders.models import Order
 from orders.tests.factories import SKUFactory, WarehouseFactory
-from tests.processes import PYTHON, ROOT, clean_env, manage
+from tests.processes import clean_env, send_task, start_worker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -48,15 +47,9 @@ def test_a_pull_killed_halfway_leaves_the_cursor_and_the_next_pull_completes_it(
                     DATABASE_URL=f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
                     OMS_SANDBOX_ORDERS_PER_MINUTE="12")
     queue = f"crash-{uuid.uuid4().hex[:8]}"
-    worker = subprocess.Popen(
-        [PYTHON, "-m", "celery", "-A", "oms", "worker", "--pool=solo", "-Q", queue, "--without-heartbeat",
-         "--without-gossip", "--without-mingle", "--loglevel=WARNING"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
+    worker = start_worker(queue, env)
     try:
-        sent = manage("shell", "-c", "from channels.tasks import pull_channel_orders; "
-                      f"pull_channel_orders.apply_async(args=[{channel.pk}], queue={queue!r})", env=env)
-        assert sent.returncode == 0, sent.stderr
+        send_task("channels.tasks", "pull_channel_orders", [channel.pk], queue, env)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and RawPayload.objects.filter(channel=channel).count() < 3:
             time.sleep(0.2)
@@ -76,3 +69,6 @@ def test_a_pull_killed_halfway_leaves_the_cursor_and_the_next_pull_completes_it(
     assert orders.count() >= halfway and run.status == "succeeded"
     assert orders.values("external_order_id").annotate(n=Count("id")).filter(n__gt=1).count() == 0
     assert run.unchanged >= halfway - run.updated  # what the killed pull stored is seen, not redone
+    # The killed pull's run is not left "running" for good: the next pull closed it.
+    killed = SyncRun.objects.filter(channel=channel).exclude(pk=run.pk).get()
+    assert killed.status == "failed" and killed.error.startswith("interrupted") and killed.finished_at

@@ -30,4 +30,4 @@ def test_celery_runs_tasks_safely_twice_and_bounded():
     assert app.conf.task_serializer == "json"
     assert app.conf.accept_content == ["json"]
     assert 0 < app.conf.task_soft_time_limit < app.conf.task_time_limit
-    assert app.conf.beat_scheduler == "django_celery_beat.schedulers:DatabaseScheduler"
+    assert app.conf.beat_scheduler == "oms.beat:ResilientDatabaseScheduler"

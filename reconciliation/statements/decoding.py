@@ -1,4 +1,8 @@
-"""Bytes to rows of cell strings: the container (text, XLSX, zip, gzip) and the text encoding."""
+"""Bytes to rows of cell strings: the container (text, XLSX, zip, gzip) and the text encoding.
+
+What an upload may cost is bounded by .limits: its size, what every layer of it unpacks to in
+all, how deeply archives nest and (in .xlsx) how many cells the workbook holds.
+"""
 
 import codecs
 import csv
@@ -6,12 +10,11 @@ import io
 import zipfile
 import zlib
 from collections.abc import Iterator
-from datetime import date, datetime, time
 
+from .limits import Limits, Unpacking, check_nesting, check_upload
 from .model import StatementFormatError
+from .xlsx import ZIP_ERRORS, XlsxTable
 
-# Uploads are held in memory whole; an archive may not expand past this.
-MAX_UNPACKED = 1 << 30
 _CHUNK = 1 << 20
 # A UTF-8 file that fails only after this many multi-byte characters is UTF-8 with a damaged
 # byte, not GBK: GBK text breaks UTF-8 at its first or second Chinese character.
@@ -44,74 +47,19 @@ class TextTable:
             raise StatementFormatError(f"malformed CSV ({exc})", row=done + 1) from None
 
 
-class XlsxTable:
-    """The first sheet of a workbook; sheet row numbers are what the user sees in Excel."""
-
-    encoding = "xlsx"
-
-    def __init__(self, data: bytes):
-        self.data = data
-        book = _load_workbook(data)
-        try:
-            self.estimated_rows = book.worksheets[0].max_row or 0
-        finally:
-            book.close()
-
-    def lines(self) -> Iterator[Line]:
-        book = _load_workbook(self.data)
-        try:
-            sheet = book.worksheets[0]
-            # Exporters often write a wrong <dimension>; trusting it would drop rows.
-            sheet.reset_dimensions()
-            for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
-                cells = [_cell_text(value) for value in values]
-                if any(cells):
-                    yield number, cells
-        finally:
-            book.close()
+def open_table(data: bytes, filename: str = "", limits: Limits | None = None):
+    """The table in an upload; StatementFormatError when it can't be read or costs too much."""
+    limits = limits or Limits.current()
+    check_upload(data, limits)
+    return _open(data, filename.lower(), Unpacking(limits), 0)
 
 
-def _load_workbook(data: bytes):
-    import openpyxl
-
-    try:
-        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises anything from KeyError to XML errors on bad files
-        raise StatementFormatError(f"not a readable .xlsx workbook ({type(exc).__name__})") from None
-    if not book.worksheets:
-        raise StatementFormatError("empty file")
-    return book
-
-
-def _cell_text(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, float):
-        return _float_text(value)
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, date | time):
-        return value.isoformat()
-    return str(value)
-
-
-def _float_text(value: float) -> str:
-    if value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    # Excel stores 0.1+0.2 as 0.30000000000000004 and shows 0.30; keep what it shows, but let
-    # a real third decimal (1.005) through to be rejected.
-    rounded = f"{value:.2f}"
-    return rounded if abs(float(rounded) - value) < 1e-9 else repr(value)
-
-
-def open_table(data: bytes, filename: str = ""):
-    name = filename.lower()
+def _open(data: bytes, name: str, unpacking: Unpacking, depth: int):
     if data[:4] == b"PK\x03\x04" or data[:4] == b"PK\x05\x06":
-        return _open_zip(data)
+        return _open_zip(data, unpacking, depth + 1)
     if data[:2] == b"\x1f\x8b":
-        return open_table(_gunzip(data), name.removesuffix(".gz"))
+        check_nesting(depth + 1)
+        return _open(_gunzip(data, unpacking), name.removesuffix(".gz"), unpacking, depth + 1)
     if data[:4] == b"\xd0\xcf\x11\xe0":
         raise StatementFormatError("legacy .xls workbook: save it as .xlsx or CSV")
     if name.endswith(".xlsx"):
@@ -122,14 +70,15 @@ def open_table(data: bytes, filename: str = ""):
     return TextTable(data, detect_encoding(data))
 
 
-def _open_zip(data: bytes):
+def _open_zip(data: bytes, unpacking: Unpacking, depth: int):
+    check_nesting(depth)
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         names = archive.namelist()
-    except (zipfile.BadZipFile, ValueError):
+    except ZIP_ERRORS:
         raise StatementFormatError("damaged zip/xlsx file") from None
     if "xl/workbook.xml" in names:
-        return XlsxTable(data)
+        return XlsxTable(data, archive, unpacking)
     # Alipay bill downloads are a zip of a detail CSV and a "(汇总)" summary CSV with GBK names.
     members = [
         info for info in archive.infolist()
@@ -139,9 +88,13 @@ def _open_zip(data: bytes):
         raise StatementFormatError(
             "zip must hold exactly one statement CSV", column=", ".join(_zip_name(m) for m in members)
         )
-    if members[0].file_size > MAX_UNPACKED:
-        raise StatementFormatError("file too large once unpacked")
-    return open_table(archive.read(members[0]), _zip_name(members[0]))
+    # zipfile reads a member no further than its declared size.
+    unpacking.take(members[0].file_size)
+    try:
+        content = archive.read(members[0])
+    except ZIP_ERRORS:
+        raise StatementFormatError("damaged zip/xlsx file") from None
+    return _open(content, _zip_name(members[0]).lower(), unpacking, depth)
 
 
 def _zip_name(info: zipfile.ZipInfo) -> str:
@@ -153,15 +106,28 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
         return info.filename
 
 
-def _gunzip(data: bytes) -> bytes:
-    inflater = zlib.decompressobj(wbits=31)
-    try:
-        out = inflater.decompress(data, MAX_UNPACKED)
-    except zlib.error:
-        raise StatementFormatError("damaged gzip file") from None
-    if inflater.unconsumed_tail:
-        raise StatementFormatError("file too large once unpacked")
-    return out
+def _gunzip(data: bytes, unpacking: Unpacking) -> bytes:
+    """Counted first, holding nothing, so a bomb is refused in constant memory; then unpacked."""
+    for chunk in _inflate(data):
+        unpacking.take(len(chunk))
+    return b"".join(_inflate(data))
+
+
+def _inflate(data: bytes) -> Iterator[bytes]:
+    """The gzip members' contents, a chunk at a time; data after the last member is ignored."""
+    rest = data
+    while rest[:2] == b"\x1f\x8b":
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            chunk = inflater.decompress(rest, _CHUNK)
+            while chunk:
+                yield chunk
+                chunk = inflater.decompress(inflater.unconsumed_tail, _CHUNK)
+        except zlib.error:
+            raise StatementFormatError("damaged gzip file") from None
+        if not inflater.eof:  # cut short: what it holds is not the whole statement
+            raise StatementFormatError("damaged gzip file")
+        rest = inflater.unused_data
 
 
 def detect_encoding(data: bytes) -> str:

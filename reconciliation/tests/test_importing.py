@@ -102,22 +102,6 @@ def test_only_finance_imports(client_for):
     assert upload(client_for("customer_service"), bill).status_code == 403
 
 
-def test_the_upload_page_reports_progress_and_bad_rows(client):
-    from oms.tests.factories import UserFactory
-
-    client.force_login(UserFactory(role="finance"))
-    content = files.big_generic_csv(12_000)
-    reply = client.post("/finance/statements/upload/", {
-        "file": SimpleUploadedFile("big.csv", content), "account": "acct", "token": "abcdef12-token"})
-    assert reply.status_code == 201 and reply.json()["lines"] == 12_000
-    progress = client.get("/finance/statements/progress/abcdef12-token/").json()
-    assert progress["done"] == 12_000
-    bad = client.post("/finance/statements/upload/", {
-        "file": SimpleUploadedFile("bad.csv", b"transaction_no,order_no,amount,occurred_at\r\nT,M,x,2025-03-01\r\n"),
-        "account": "acct", "token": "abcdef12-token2"})
-    assert bad.status_code == 400 and bad.json()["rows"][0]["column"] == "amount"
-
-
 def test_import_statement_command(tmp_path, capsys):
     path = tmp_path / "bill.csv"
     path.write_bytes(files.wechat_bill([files.wechat_payment(1)]))
