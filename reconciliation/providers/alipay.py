@@ -11,7 +11,7 @@ import base64
 import binascii
 import codecs
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from cryptography.exceptions import InvalidSignature
@@ -28,6 +28,9 @@ FAILURE_REPLY = b"fail"
 PAID_STATES = frozenset({"TRADE_SUCCESS", "TRADE_FINISHED"})
 UNPAID_STATES = frozenset({"WAIT_BUYER_PAY", "TRADE_CLOSED"})
 _UNSIGNED = ("sign", "sign_type")
+# Alipay resends for 24 h 22 min; an hour more for a slow queue of ours.
+MAX_NOTICE_AGE = timedelta(hours=26)
+FUTURE_SKEW = timedelta(minutes=5)
 
 
 def signing_content(form: Mapping[str, str]) -> str:
@@ -61,8 +64,20 @@ def verify_signature(form: Mapping[str, str], alipay_public_key: RSAPublicKey) -
         raise SignatureError("sign does not verify") from None
 
 
+def check_notify_time(fields: Mapping[str, str], now: datetime, max_age: timedelta) -> None:
+    """A replayed notice carries its old `notify_time` (it is signed): refused once older than
+    Alipay's own resend schedule (8 notices within about 25 h), or from the future."""
+    try:
+        sent = shanghai_local(fields.get("notify_time"), "notify_time")
+    except NoticeError as exc:
+        raise SignatureError(str(exc)) from None
+    if sent < now - max_age or sent > now + FUTURE_SKEW:
+        raise SignatureError(f"notify_time {fields.get('notify_time')} is outside the accepted window (a replay?)")
+
+
 def parse_notification(
-    form: Mapping[str, str], *, alipay_public_key: RSAPublicKey, app_id: str | None = None
+    form: Mapping[str, str], *, alipay_public_key: RSAPublicKey, app_id: str | None = None,
+    now: datetime | None = None, max_age: timedelta = MAX_NOTICE_AGE,
 ) -> PaymentNotice:
     """Verify and map one notification. A refund notice is recognised by `refund_fee` /
     `gmt_refund`: Alipay sends it with trade_status TRADE_SUCCESS (partial refund) or
@@ -71,6 +86,7 @@ def parse_notification(
     # form[key] rather than dict(form): a Django QueryDict would copy its lists of values.
     fields = {key: form[key] for key in form}
     verify_signature(fields, alipay_public_key)
+    check_notify_time(fields, now or datetime.now(UTC), max_age)
     if app_id is not None and fields.get("app_id") != app_id:
         raise SignatureError(f"app_id {fields.get('app_id')!r} is not this merchant's")
     status = text(fields, "trade_status")

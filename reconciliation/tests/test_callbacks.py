@@ -105,7 +105,7 @@ def test_a_wrong_amount_over_wechatpay_leaves_the_order_unpaid(wechat_keys):
 
 def alipay_form(order, amount, alipay_keys, trade_no="2026112222001400000000000001", **extra):
     params = {
-        "notify_time": "2026-11-22 10:00:00", "notify_type": "trade_status_sync",
+        "notify_time": timezone.localtime().strftime("%Y-%m-%d %H:%M:%S"), "notify_type": "trade_status_sync",
         "notify_id": uuid.uuid4().hex, "app_id": "2021000000000001", "charset": "utf-8",
         "version": "1.0", "trade_no": trade_no, "out_trade_no": order.order_no,
         "trade_status": "TRADE_SUCCESS", "total_amount": amount, "receipt_amount": amount,

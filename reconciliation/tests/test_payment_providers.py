@@ -432,12 +432,17 @@ def test_load_public_key_refuses_garbage_and_non_rsa_keys():
 # --- Alipay -----------------------------------------------------------------------------------
 
 
+def alipay_now(shift: timedelta = timedelta(0)) -> str:
+    """notify_time is the send time (Shanghai): a fresh notice's is now."""
+    return (datetime.now(UTC) + timedelta(hours=8) + shift).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def alipay_params(**changes) -> dict:
     """The example body of the field notes (3.2), unsigned."""
     params = {
         "notify_type": "trade_status_sync",
         "notify_id": "2025030100222102221000000000001",
-        "notify_time": "2025-03-01 10:02:21",
+        "notify_time": alipay_now(),
         "app_id": APP_ID,
         "charset": "utf-8",
         "version": "1.0",
@@ -852,3 +857,14 @@ def test_generic_signature_is_version_2_and_refuses_a_replay_or_a_version_1_sign
     with pytest.raises(SignatureError, match="X-OMS-Timestamp"):
         generic.parse_notification(signing.sign(SECRET, body, version=1), body, secret=SECRET)
     assert generic.parse_notification(signing.sign(SECRET, body, now=time.time() - 299), body, secret=SECRET)
+
+
+def test_alipay_replays_of_old_notices_are_refused(alipay_keys):
+    for age, accepted in ((timedelta(hours=-25), True), (timedelta(hours=-27), False),
+                          (timedelta(days=-2500), False), (timedelta(minutes=10), False)):
+        form = alipay_form(alipay_keys, notify_time=alipay_now(age))
+        if accepted:
+            assert parse_alipay(alipay_keys, form, app_id=APP_ID).succeeded
+        else:
+            with pytest.raises(SignatureError, match="notify_time"):
+                parse_alipay(alipay_keys, form, app_id=APP_ID)
