@@ -12,9 +12,10 @@ from rest_framework.views import APIView
 from oms import signing
 from oms.api import MAX_PUSH_BODY, ModelPermissions, PayloadTooLarge, permission_required
 from oms.errors import Invalid, NotFound
+from oms.throttling import rejection_allowed
 
-from . import intake
-from .models import Channel, ChannelKind
+from . import deliveries, intake
+from .models import Channel, ChannelKind, RawPayload
 from .schedules import ensure_pull_schedule
 from .selectors import duplicates_report
 
@@ -89,6 +90,7 @@ class WebhookView(APIView):
     def post(self, request, code):
         channel = Channel.objects.filter(code=code, active=True).first()
         if channel is None:
+            self.count_rejection(request)  # probing for channel codes is refused like a forgery
             raise NotFound(f"no active channel {code}")
         declared = request.META.get("CONTENT_LENGTH") or "0"
         if declared.isdigit() and int(declared) > MAX_PUSH_BODY:  # refused before it is read
@@ -96,6 +98,7 @@ class WebhookView(APIView):
         body = request.data if isinstance(request.data, bytes) else b""
         reason = signing.refusal(channel.webhook_secret, body, request.headers, version=channel.signature_version)
         if reason:
+            self.count_rejection(request)
             return Response({"error": "unauthenticated", "detail": reason}, status=status.HTTP_401_UNAUTHORIZED)
         try:
             raw = json.loads(body)
@@ -112,12 +115,37 @@ class WebhookView(APIView):
             intake._finish(payload, "invalid", [f"body: {exc}"])
             return Response({"error": "validation", "fields": {"body": [str(exc)]}},
                             status=status.HTTP_400_BAD_REQUEST)
-        result = intake.ingest_raw(channel, raw, "webhook", body=body.decode("utf-8", errors="replace"))
-        if result.result == "invalid":
-            return Response({"error": "validation", "fields": {"body": result.reasons}},
-                            status=status.HTTP_400_BAD_REQUEST)
-        return Response({"order_no": result.order_no, "result": result.result, "reasons": result.reasons},
-                        status=status.HTTP_202_ACCEPTED)
+        payload = deliveries.accept(channel, body)
+        wait = deliveries.requested_wait(request.headers.get("Prefer", ""))
+        if wait:
+            payload = deliveries.wait_for(payload, wait)
+        return Response(deliveries.outcome(payload), status=status.HTTP_202_ACCEPTED)
+
+    def count_rejection(self, request):
+        """Past `callback_rejection` refusals from this address (oms.throttling): 429 instead."""
+        allowed, wait = rejection_allowed(request)
+        if not allowed:
+            self.throttled(request, wait)
+
+
+class DeliverySerializer(serializers.Serializer):
+    delivery = serializers.CharField()
+    result = serializers.ChoiceField(["accepted", "created", "updated", "unchanged", "merged", "held", "failed"])
+    order_no = serializers.CharField(allow_null=True)
+    reasons = serializers.ListField(child=serializers.CharField())
+
+
+class DeliveryView(APIView):
+    """`GET /api/v1/channels/<code>/deliveries/<id>/`: a webhook delivery's outcome."""
+
+    permission_classes = [permission_required("channels.view_rawpayload")]
+
+    @extend_schema(responses={200: DeliverySerializer})
+    def get(self, request, code, delivery):
+        payload = RawPayload.objects.filter(pk=delivery, channel__code=code, source="webhook").first()
+        if payload is None:
+            raise NotFound(f"no delivery {delivery} of channel {code}")
+        return Response(deliveries.outcome(payload))
 
 
 class DuplicatesHourSerializer(serializers.Serializer):

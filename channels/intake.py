@@ -205,7 +205,32 @@ def ingest_page(channel: Channel, raws: list, source: str, sync_run=None,
         rows.append(row)
     payloads = insert_payloads(rows)
     drift.observe_page_safely(channel, raws, payloads)  # logs its own failures, never raises
+    return _apply_page(page, incoming, payloads)
 
+
+def apply_archived(channel: Channel, payloads: list[RawPayload]) -> list[IngestResult]:
+    """Payloads archived already (webhook deliveries accepted as pending, each a JSON object)
+    through the same page path as a pull; one IngestResult per payload, in order."""
+    if not payloads:
+        return []
+    page = Page(channel)
+    raws = [json.loads(payload.body) for payload in payloads]
+    incoming = [_Incoming(raw, payload.body, page.external_id(raw), page.applied_key(canonical(raw)))
+                for raw, payload in zip(raws, payloads, strict=True)]
+    _find_unchanged(page, incoming)
+    now = timezone.now()
+    unchanged = []
+    for item, payload in zip(incoming, payloads, strict=True):
+        payload.external_order_id = (item.known[2] if item.known else item.external_id)[:100]
+        if item.known:
+            payload.outcome, payload.order_id, payload.processed_at = RawPayload.Outcome.UNCHANGED, item.known[0], now
+            unchanged.append(payload)
+    RawPayload.objects.bulk_update(unchanged, ["outcome", "order", "processed_at", "external_order_id"])
+    drift.observe_page_safely(channel, raws, payloads)
+    return _apply_page(page, incoming, payloads)
+
+
+def _apply_page(page: Page, incoming: list[_Incoming], payloads: list[RawPayload]) -> list[IngestResult]:
     results: list[IngestResult | None] = [
         IngestResult(RawPayload.Outcome.UNCHANGED, item.known[1], payload.pk) if item.known else None
         for item, payload in zip(incoming, payloads, strict=True)

@@ -177,12 +177,19 @@ class RawPayload(models.Model):
     order = models.ForeignKey("orders.Order", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     sync_run = models.ForeignKey("SyncRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="payloads")
     processed_at = models.DateTimeField(_("processed at"), null=True, blank=True)
+    # A webhook delivery accepted but not processed yet is taken by one worker at a time; a
+    # claim older than a minute is a dead worker's and is taken again (channels.deliveries).
+    claimed_at = models.DateTimeField(_("claimed at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("raw payload")
         verbose_name_plural = _("raw payloads")
         ordering = ["-received_at"]
-        indexes = [models.Index(fields=["channel", "received_at"], name="rawpayload_channel_time_idx")]
+        indexes = [
+            models.Index(fields=["channel", "received_at"], name="rawpayload_channel_time_idx"),
+            models.Index(fields=["channel", "id"], name="rawpayload_pending_webhook_idx",
+                         condition=models.Q(outcome="pending", source="webhook")),
+        ]
 
     def __str__(self):
         return f"{self.channel_id}:{self.external_order_id} {self.outcome}"

@@ -69,3 +69,13 @@ def check_stale_tracking() -> dict:
     for shipment_id in result.adopted:
         subscribe_shipment_tracking.delay(shipment_id)
     return {"flagged": result.flagged, "adopted": len(result.adopted)}
+
+
+@shared_task(name="channels.process_deliveries")
+def process_deliveries(channel_id: int | None = None) -> int:
+    """Webhook deliveries of one channel (woken by the webhook), or of every channel with some
+    pending (beat, every 10 s: the backstop for a wake-up lost to a broker outage)."""
+    from .deliveries import channels_with_pending, process_pending
+
+    ids = [channel_id] if channel_id is not None else channels_with_pending()
+    return sum(process_pending(pk) for pk in ids)

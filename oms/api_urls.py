@@ -1,6 +1,6 @@
 """The /api/v1/ tree: one router for every app's viewsets."""
 
-from django.urls import path
+from django.urls import path, re_path
 from rest_framework import status
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import ValidationError
@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
 from alerts.api import AlertViewSet
-from channels.api import ChannelViewSet, DuplicatesReportView, WebhookView
+from channels.api import ChannelViewSet, DeliveryView, DuplicatesReportView, WebhookView
 from channels.api_drift import SchemaDriftViewSet
 from channels.api_tracking import Kuaidi100PushView
 from inventory.api import (
@@ -78,6 +78,8 @@ router.register("reconciliation/payment-matches", PaymentMatchViewSet, basename=
 urlpatterns = [
     path("auth/token/", ObtainToken.as_view(), name="auth-token"),
     path("channels/<str:code>/webhook/", WebhookView.as_view(), name="channel-webhook"),
+    re_path(r"^channels/(?P<code>[^/]+)/deliveries/(?P<delivery>[0-9]{1,18})/$", DeliveryView.as_view(),
+            name="channel-delivery"),
     path("channels/duplicates/", DuplicatesReportView.as_view(), name="channel-duplicates"),
     path("carriers/kuaidi100/push/", Kuaidi100PushView.as_view(), name="carrier-push-kuaidi100"),
     path("payments/notify/wechatpay/", WechatPayCallback.as_view(), name="payment-notify-wechatpay"),

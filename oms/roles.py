@@ -46,7 +46,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     WAREHOUSE_DEVICE: ("orders.post_scanner_event",),
     # Channel and payment callbacks authenticate by signature; this role is for the
     # service accounts of integrations that pull through the API.
-    INTEGRATION: ("channels.view_channel", "orders.view_order", "inventory.view_stocklevel"),
+    INTEGRATION: ("channels.view_channel", "channels.view_rawpayload", "orders.view_order",
+                  "inventory.view_stocklevel"),
 }
 
 

@@ -20,6 +20,8 @@ DEFAULT_SCHEDULES: list[DefaultSchedule] = [
     DefaultSchedule("orders: close shipped orders (sweep)", "orders.sweep_shipped", every_seconds=60),
     DefaultSchedule("inventory: availability cache health check", "inventory.check_availability_cache",
                     every_seconds=600),
+    DefaultSchedule("channels: process webhook deliveries left pending", "channels.process_deliveries",
+                    every_seconds=10),
     DefaultSchedule("channels: send tracking numbers to channels", "channels.send_shipment_pushes",
                     every_seconds=30),
     # Hourly, but each parcel is polled only when unheard of for OMS_TRACKING_POLL_HOURS (6 h).

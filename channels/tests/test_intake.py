@@ -43,9 +43,12 @@ def body(**overrides) -> dict:
     return data
 
 
-def post(client, channel, payload, secret=None, raw: bytes | None = None, **signed):
+def post(client, channel, payload, secret=None, raw: bytes | None = None, wait: str | None = "5", **signed):
+    """Signed like an integrator does; by default asking for the outcome in the reply."""
     content = raw if raw is not None else json.dumps(payload, ensure_ascii=False).encode()
     headers = signing.sign(secret or channel.webhook_secret, content, version=channel.signature_version, **signed)
+    if wait is not None:
+        headers["Prefer"] = f"wait={wait}"
     return client.post(f"/api/v1/channels/{channel.code}/webhook/", data=content,
                        content_type="application/json", headers=headers)
 
