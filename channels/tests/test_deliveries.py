@@ -12,7 +12,7 @@ from django.utils import timezone
 from channels import deliveries
 from channels.models import RawPayload
 from channels.tasks import process_deliveries
-from channels.tests.test_intake import body, channel, post, sku  # noqa: F401 - fixtures
+from channels.tests.test_intake import body, post
 from orders.models import Order
 
 pytestmark = pytest.mark.django_db

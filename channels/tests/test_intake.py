@@ -9,24 +9,12 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from channels.models import Channel, CleansingRule, RawPayload
-from inventory.services import receive_stock
 from oms import signing
 from orders.models import Order, Status
-from orders.tests.factories import SKUFactory, WarehouseFactory
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def channel():
-    return Channel.objects.create(code="MINI", name="Mini-program", kind="generic")
-
-
-@pytest.fixture
-def sku():
-    sku = SKUFactory(code="SKU-001", barcode="6901234567890")
-    receive_stock(WarehouseFactory(code="WH-SH", provinces=["上海"]).code, sku.code, 100)
-    return sku
 
 
 def body(**overrides) -> dict:
