@@ -64,24 +64,51 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def cpu_seconds_by_process(name: str) -> dict[int, float]:
-    """CPU used so far by each process whose command is `name` (gunicorn, postgres), by pid."""
-    used = {}
+def process_tree(root: int) -> set[int]:
+    """`root` and every process below it."""
+    children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/comm") as comm:
-                if comm.read().strip() != name:
-                    continue
-            used[int(entry)] = process_cpu_seconds(int(entry))
+            with open(f"/proc/{entry}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        tree.add(pid)
+        todo += children.get(pid, [])
+    return tree
+
+
+def bench_backends() -> set[int]:
+    """PostgreSQL backends connected to the bench database (not other users' on the machine)."""
+    import psycopg
+
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        return {pid for (pid,) in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [BENCH_DB])}
+
+
+def cpu_seconds(pids) -> dict[int, float]:
+    used = {}
+    for pid in pids:
+        try:
+            used[pid] = process_cpu_seconds(pid)
         except (FileNotFoundError, ProcessLookupError):
             continue
     return used
 
 
 class CpuMeter:
-    """CPU seconds spent by the app server, PostgreSQL and this load generator over a block."""
+    """CPU seconds over a block of the benchmark's own processes: the app server's process tree
+    (and a worker's, when given), the PostgreSQL backends of the bench database, and this load
+    generator. Other users' gunicorn or postgres processes on the machine are not counted."""
+
+    def __init__(self, *roots: int):
+        self.roots = {name: pid for name, pid in zip(("gunicorn", "worker"), roots, strict=False)}
 
     def __enter__(self):
         self.start = self._sample()
@@ -89,17 +116,18 @@ class CpuMeter:
 
     def __exit__(self, *exc):
         end = self._sample()
-        # Per process: one that exited within the block (an autovacuum worker) takes its CPU
-        # with it, and must not take its earlier CPU off the total.
+        # Per process: one that exited within the block takes its CPU with it, and must not
+        # take its earlier CPU off the total.
         self.used = {kind: sum(seconds - self.start[kind].get(pid, 0.0) for pid, seconds in end[kind].items())
                      for kind in end}
 
-    @staticmethod
-    def _sample() -> dict[str, dict[int, float]]:
+    def _sample(self) -> dict[str, dict[int, float]]:
         times = os.times()
+        sample = {name: cpu_seconds(process_tree(pid)) for name, pid in self.roots.items()}
+        sample["postgres"] = cpu_seconds(bench_backends())
         # Forked client processes count once joined (children_*).
-        return {"gunicorn": cpu_seconds_by_process("gunicorn"), "postgres": cpu_seconds_by_process("postgres"),
-                "client": {0: times.user + times.system + times.children_user + times.children_system}}
+        sample["client"] = {0: times.user + times.system + times.children_user + times.children_system}
+        return sample
 
     def per_request_ms(self, requests: int) -> dict[str, str]:
         return {f"{k} cpu ms/req": f"{v * 1000 / max(requests, 1):.1f}" for k, v in self.used.items()}
@@ -167,9 +195,19 @@ def request(method: str, path: str, body=None, token: str | None = None, port: i
 
 
 def run_clients(clients: int, work_for_client, processes: int | None = None
-                ) -> tuple[list[float], dict[int, int], float]:
+                ) -> tuple[list[float], dict, float]:
     """Run `work_for_client(i, record)` for `clients` clients started together; `record(seconds,
-    status)` collects one request. Returns latencies, status counts and wall time.
+    status)` collects one request. Returns latencies, status counts and wall time."""
+    samples, wall = run_clients_samples(clients, work_for_client, processes)
+    statuses: dict = {}
+    for _, status in samples:
+        statuses[status] = statuses.get(status, 0) + 1
+    return [seconds for seconds, _ in samples], statuses, wall
+
+
+def run_clients_samples(clients: int, work_for_client, processes: int | None = None
+                        ) -> tuple[list[tuple[float, object]], float]:
+    """As run_clients, but every (seconds, status) pair as recorded, and the wall time.
 
     The clients are threads spread over `processes` forked processes (default: one per 8
     clients), so that the load generator's own GIL does not add to the latencies it measures."""
@@ -186,39 +224,33 @@ def run_clients(clients: int, work_for_client, processes: int | None = None
         children.append(child)
     barrier.wait()
     started = time.monotonic()
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
+    samples: list[tuple[float, object]] = []
     for _ in children:
-        child_latencies, child_statuses = results.get()
-        latencies += child_latencies
-        for status, count in child_statuses.items():
-            statuses[status] = statuses.get(status, 0) + count
+        samples += results.get()
     wall = time.monotonic() - started
     for child in children:
         child.join()
-    return latencies, statuses, wall
+    return samples, wall
 
 
 def _child(indexes, work_for_client, barrier, results) -> None:
     try:
-        latencies, statuses, _ = _run_threads(indexes, work_for_client, barrier)
-        results.put((latencies, statuses))
+        samples, _ = _run_threads(indexes, work_for_client, barrier)
+        results.put(samples)
         results.close()
         results.join_thread()  # the queue's feeder thread must deliver before _exit
     finally:
         os._exit(0)  # nothing inherited from the parent (its database connection) is closed here
 
 
-def _run_threads(indexes, work_for_client, process_barrier) -> tuple[list[float], dict[int, int], float]:
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
+def _run_threads(indexes, work_for_client, process_barrier) -> tuple[list[tuple[float, object]], float]:
+    samples: list[tuple[float, object]] = []
     lock = threading.Lock()
     barrier = threading.Barrier(len(indexes) + 1)
 
-    def record(seconds: float, status: int) -> None:
+    def record(seconds: float, status) -> None:
         with lock:
-            latencies.append(seconds)
-            statuses[status] = statuses.get(status, 0) + 1
+            samples.append((seconds, status))
 
     def run(i: int) -> None:
         barrier.wait()
@@ -233,7 +265,7 @@ def _run_threads(indexes, work_for_client, process_barrier) -> tuple[list[float]
     started = time.monotonic()
     for thread in threads:
         thread.join()
-    return latencies, statuses, time.monotonic() - started
+    return samples, time.monotonic() - started
 
 
 def percentile(values: list[float], pct: float) -> float:

@@ -251,12 +251,12 @@ def main():
     random.seed(1)
     with Server() as server:
         scanner_load(warmup_order_nos, device_token, skus[0])  # not measured
-        with CpuMeter() as scan_cpu:
+        with CpuMeter(server.proc.pid) as scan_cpu:
             latencies, statuses, wall = scanner_load(order_nos, device_token, skus[0])
-        with CpuMeter() as paced_cpu:
+        with CpuMeter(server.proc.pid) as paced_cpu:
             paced_latencies, paced_statuses, paced_wall = scanner_load(
                 paced_order_nos, device_token, skus[0], rate=TARGET_RATE)
-        with CpuMeter() as timeline_cpu:
+        with CpuMeter(server.proc.pid) as timeline_cpu:
             timeline_latencies, timeline_statuses, timeline_wall = timeline_load(timeline_order, ops_token)
     print(f"data: {counts[0]:,} orders, {counts[1]:,} events (base {loaded}); "
           f"timeline order {timeline_order} has {counts[2]} events")
