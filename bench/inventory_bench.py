@@ -49,7 +49,7 @@ def prepare() -> tuple[int, list[int]]:
     return warehouse.pk, sku_ids
 
 
-def _django_worker(warehouse_id, sku_ids, hot, deadline, results):
+def _django_worker(warehouse_id, sku_ids, hot, window, results):
     setup_django_child()
     from django.db import connections, transaction
 
@@ -58,34 +58,40 @@ def _django_worker(warehouse_id, sku_ids, hot, deadline, results):
     def loop():
         done, latencies = 0, []
         rng = random.Random()
+        opens, deadline = window
         while time.time() < deadline:
             sku_id = sku_ids[0] if hot else rng.choice(sku_ids)
+            counted = time.time() >= opens  # before the window: warming up while others start
             started = time.perf_counter()
             with transaction.atomic():
                 state = stock.reserve(warehouse_id, sku_id, 1, reference="bench", reason="bench")
-            latencies.append(time.perf_counter() - started)
-            done += state is not None
+            if counted and time.time() < deadline:
+                latencies.append(time.perf_counter() - started)
+                done += state is not None
         connections.close_all()
         results.put((done, latencies))
 
     run_threads(loop)
 
 
-def _raw_worker(warehouse_id, sku_ids, hot, deadline, results):
+def _raw_worker(warehouse_id, sku_ids, hot, window, results):
     import psycopg
 
     def loop():
         done, latencies = 0, []
         rng = random.Random()
+        opens, deadline = window
         with psycopg.connect(BENCH_DATABASE_URL, autocommit=True) as conn:
             while time.time() < deadline:
                 sku_id = sku_ids[0] if hot else rng.choice(sku_ids)
+                counted = time.time() >= opens
                 started = time.perf_counter()
                 cursor = conn.execute(
                     "UPDATE bench_raw_stock SET reserved = reserved + 1 WHERE warehouse_id = %s "
                     "AND sku_id = %s AND on_hand - reserved >= 1", [warehouse_id, sku_id])
-                latencies.append(time.perf_counter() - started)
-                done += cursor.rowcount
+                if counted and time.time() < deadline:
+                    latencies.append(time.perf_counter() - started)
+                    done += cursor.rowcount
         results.put((done, latencies))
 
     run_threads(loop)
@@ -111,8 +117,11 @@ def measure(worker, warehouse_id, sku_ids, hot) -> dict:
 
     connections.close_all()  # forked children must not share the parent's sockets
     results = multiprocessing.Queue()
-    deadline = time.time() + 2 + SECONDS  # 2 s for the processes to start
-    processes = [multiprocessing.Process(target=worker, args=(warehouse_id, sku_ids, hot, deadline, results))
+    # Only reservations started and finished inside the window count: the processes have 2 s
+    # to start (and warm up) before it opens.
+    opens = time.time() + 2
+    window = (opens, opens + SECONDS)
+    processes = [multiprocessing.Process(target=worker, args=(warehouse_id, sku_ids, hot, window, results))
                  for _ in range(PROCESSES)]
     for process in processes:
         process.start()
@@ -121,7 +130,6 @@ def measure(worker, warehouse_id, sku_ids, hot) -> dict:
         process.join()
     done = sum(count for count, _ in collected)
     latencies = [s * 1000 for _, lats in collected for s in lats]
-    # rate over the measured window: requests that finished after everyone started
     return {"reservations": done, "per_second": done / SECONDS,
             "p50 ms": f"{percentile(latencies, 50):.1f}", "p99 ms": f"{percentile(latencies, 99):.1f}"}
 
