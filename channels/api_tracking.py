@@ -9,6 +9,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from oms.throttling import rejection_allowed
+
 from . import tracking
 from .carriers import TrackingSignatureError
 from .carriers.kuaidi100 import push_reply
@@ -37,6 +39,10 @@ class Kuaidi100PushView(APIView):
         try:
             update = tracking.parse_push(form)
         except TrackingSignatureError as exc:
+            # Not from the carrier: counted per address; past the rate, 429 and nothing logged.
+            allowed, wait = rejection_allowed(request)
+            if not allowed:
+                self.throttled(request, wait)
             logger.warning("tracking push refused: %s", exc)
             return Response({"error": "unauthenticated", "detail": str(exc)},
                             status=status.HTTP_401_UNAUTHORIZED)

@@ -105,10 +105,13 @@ def permission_required(*perms: str) -> type[BasePermission]:
 
 
 class ModelPermissions(DjangoModelPermissions):
-    """Django model permissions, with reads requiring the `view` permission too."""
+    """Django model permissions, with reads requiring the `view` permission too, and OPTIONS
+    (the endpoint's description) as well: DRF's map lets any signed-in user, a scanner's token
+    included, read it (as orders.api's OPTIONS, tests/test_permission_matrix.py)."""
 
     perms_map = {
         **DjangoModelPermissions.perms_map,
         "GET": ["%(app_label)s.view_%(model_name)s"],
         "HEAD": ["%(app_label)s.view_%(model_name)s"],
+        "OPTIONS": ["%(app_label)s.view_%(model_name)s"],
     }
