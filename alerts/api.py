@@ -14,8 +14,8 @@ from .models import Alert, AlertStatus
 
 class AlertSerializer(serializers.ModelSerializer):
     rule = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    order_no = serializers.CharField(source="order.order_no", default=None, read_only=True)
-    assignee = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    order_no = serializers.CharField(source="order.order_no", default=None, read_only=True, allow_null=True)
+    assignee = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = Alert

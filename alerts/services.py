@@ -21,7 +21,8 @@ def _lock(alert_id: int) -> Alert:
 def acknowledge(alert_id: int, user) -> Alert:
     alert = _lock(alert_id)
     if alert.status != AlertStatus.OPEN:
-        raise Conflict(f"alert {alert_id} is {alert.status}", state=alert.status)
+        raise Conflict(f"alert {alert_id} is {alert.status}", state={"status": alert.status},
+                       allowed=["resolve"] if alert.status == AlertStatus.ACKNOWLEDGED else [])
     alert.status = AlertStatus.ACKNOWLEDGED
     alert.acknowledged_at = timezone.now()
     alert.acknowledged_by = user
@@ -35,7 +36,7 @@ def acknowledge(alert_id: int, user) -> Alert:
 def resolve(alert_id: int, user, note: str = "") -> Alert:
     alert = _lock(alert_id)
     if alert.status == AlertStatus.RESOLVED:
-        raise Conflict(f"alert {alert_id} is already resolved", state=alert.status)
+        raise Conflict(f"alert {alert_id} is already resolved", state={"status": alert.status}, allowed=[])
     alert.status = AlertStatus.RESOLVED
     alert.resolved_at = timezone.now()
     alert.resolved_by = user

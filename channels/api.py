@@ -77,6 +77,13 @@ class RawBodyParser(BaseParser):
         return body
 
 
+class DeliverySerializer(serializers.Serializer):
+    delivery = serializers.CharField()
+    result = serializers.ChoiceField(["accepted", "created", "updated", "unchanged", "merged", "held", "failed"])
+    order_no = serializers.CharField(allow_null=True)
+    reasons = serializers.ListField(child=serializers.CharField())
+
+
 class WebhookView(APIView):
     """`POST /api/v1/channels/<code>/webhook/` — signed with the channel's webhook secret by
     signature version 2 (`X-OMS-Timestamp` + `X-OMS-Signature`, oms.signing), or version 1 for a
@@ -86,7 +93,8 @@ class WebhookView(APIView):
     permission_classes = [AllowAny]  # authenticated by the signature below
     parser_classes = [RawBodyParser]
 
-    @extend_schema(request=None, responses={202: None, 400: None, 401: None})
+    @extend_schema(request=None, responses={202: DeliverySerializer, 400: None, 401: None, 404: None, 413: None,
+                                            429: None})
     def post(self, request, code):
         channel = Channel.objects.filter(code=code, active=True).first()
         if channel is None:
@@ -126,13 +134,6 @@ class WebhookView(APIView):
         allowed, wait = rejection_allowed(request)
         if not allowed:
             self.throttled(request, wait)
-
-
-class DeliverySerializer(serializers.Serializer):
-    delivery = serializers.CharField()
-    result = serializers.ChoiceField(["accepted", "created", "updated", "unchanged", "merged", "held", "failed"])
-    order_no = serializers.CharField(allow_null=True)
-    reasons = serializers.ListField(child=serializers.CharField())
 
 
 class DeliveryView(APIView):

@@ -58,8 +58,8 @@ class StockCountSerializer(serializers.ModelSerializer):
 
     warehouse = serializers.SlugRelatedField(slug_field="code", read_only=True)
     status = serializers.CharField(read_only=True, help_text="draft | confirmed")
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    confirmed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    confirmed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     final = serializers.SerializerMethodField()
     summary = serializers.SerializerMethodField()
     variance = serializers.SerializerMethodField()

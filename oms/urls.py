@@ -8,6 +8,8 @@ from .api_urls import router
 from .api_urls import urlpatterns as api_v1_patterns
 from .views import healthz
 
+handler404 = "oms.views.not_found"
+
 docs_permission = [AllowAny] if settings.OMS_PUBLIC_API_DOCS else [IsAuthenticated]
 
 urlpatterns = [

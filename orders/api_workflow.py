@@ -55,10 +55,10 @@ class ApprovalTaskSerializer(serializers.ModelSerializer):
     currency = serializers.CharField(source="order.currency", read_only=True)
     policy = serializers.CharField(source="policy.name", read_only=True)
     status = serializers.CharField(read_only=True, help_text=_values(ApprovalStatus.choices))
-    assignee_user = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    backup_user = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    superior_user = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    assignee_user = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    backup_user = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    superior_user = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = ApprovalTask
@@ -171,13 +171,13 @@ class SopSerializer(serializers.Serializer):
 
 
 class ExceptionCaseSerializer(serializers.ModelSerializer):
-    order_no = serializers.CharField(source="order.order_no", default=None, read_only=True)
+    order_no = serializers.CharField(source="order.order_no", default=None, read_only=True, allow_null=True)
     kind = serializers.CharField(read_only=True, help_text=_values(CaseKind.choices))
     stage = serializers.CharField(read_only=True, help_text=_values(CaseStage.choices))
     severity = serializers.CharField(read_only=True, help_text="one of low, medium, high, critical")
     responsibility = serializers.CharField(read_only=True, help_text="one of customer, platform, internal")
     status = serializers.CharField(read_only=True, help_text=_values(CaseStatus.choices))
-    closed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    closed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     sop = serializers.SerializerMethodField()
 
     class Meta:
