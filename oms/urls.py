@@ -6,7 +6,7 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 
 from .api_urls import router
 from .api_urls import urlpatterns as api_v1_patterns
-from .views import healthz
+from .views import healthz, livez
 
 handler404 = "oms.views.not_found"
 
@@ -14,6 +14,7 @@ docs_permission = [AllowAny] if settings.OMS_PUBLIC_API_DOCS else [IsAuthenticat
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("livez", livez, name="livez"),
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("cs/", include("orders.urls")),

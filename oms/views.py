@@ -1,10 +1,19 @@
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from rest_framework.exceptions import NotFound
 
 from .health import run_checks
+
+
+@never_cache
+@require_GET
+def livez(request):
+    """Liveness: the process answers (no database, broker or cache touched). An orchestrator
+    restarts on this failing and stops routing on /healthz failing; the benchmarks use it as
+    the ceiling of a request through the app server."""
+    return HttpResponse(b"ok", content_type="text/plain")
 
 
 @never_cache

@@ -60,3 +60,10 @@ def test_healthz_reports_worker_heartbeat_age(client):
 
 def test_healthz_only_answers_get(client):
     assert client.post("/healthz").status_code == 405
+
+
+def test_livez_answers_without_touching_any_backend(client, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        response = client.get("/livez")
+    assert response.status_code == 200 and response.content == b"ok"
+    assert client.post("/livez").status_code == 405
