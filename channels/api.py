@@ -26,8 +26,13 @@ class ChannelSerializer(serializers.ModelSerializer):
         fields = ["code", "name", "kind", "order_prefix", "active", "reserve_on",
                   "pending_reservation_minutes", "allow_split", "api_base_url",
                   "pull_interval_seconds", "pull_overlap_seconds", "sync_cursor", "signature_version"]
-        read_only_fields = ["sync_cursor", "signature_version"]
+        read_only_fields = ["sync_cursor"]
         extra_kwargs = {"order_prefix": {"required": False}}
+
+    def validate_signature_version(self, value):
+        if value != 2 and (self.instance is None or self.instance.signature_version != value):
+            raise serializers.ValidationError("a channel can only move to signature version 2")
+        return value
 
     def validate_kind(self, value):
         if value not in ChannelKind.values:

@@ -4,7 +4,7 @@ payment notify.
 Version 2 (default): `X-OMS-Timestamp: <unix seconds>` and `X-OMS-Signature: sha256=<hex>`,
 HMAC-SHA256 with the secret of "<timestamp>.<raw body>"; refused when the timestamp is more
 than 300 s from our clock (a replay). Version 1 (HMAC of the body alone) is kept only for
-channels created before version 2.
+channels created before version 2, which also take version 2 (the way to move over).
 """
 
 import hashlib
@@ -47,7 +47,9 @@ def refusal(secret: bytes | str, body: bytes, headers, *, version: int = 2, now:
     if match is None:
         return f"missing or malformed {SIGNATURE_HEADER}"
     timestamp = None
-    if version != 1:
+    # A version-1 sender moving to version 2 sends the timestamp: checked as version 2, so the
+    # integrator can switch before the channel is set to version 2 (which then refuses version 1).
+    if version != 1 or _header(headers, TIMESTAMP_HEADER):
         stamp = _header(headers, TIMESTAMP_HEADER).strip()
         if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 12:
             return f"missing or malformed {TIMESTAMP_HEADER}"

@@ -34,7 +34,8 @@ def body(**overrides) -> dict:
 def post(client, channel, payload, secret=None, raw: bytes | None = None, wait: str | None = "5", **signed):
     """Signed like an integrator does; by default asking for the outcome in the reply."""
     content = raw if raw is not None else json.dumps(payload, ensure_ascii=False).encode()
-    headers = signing.sign(secret or channel.webhook_secret, content, version=channel.signature_version, **signed)
+    signed.setdefault("version", channel.signature_version)
+    headers = signing.sign(secret or channel.webhook_secret, content, **signed)
     if wait is not None:
         headers["Prefer"] = f"wait={wait}"
     return client.post(f"/api/v1/channels/{channel.code}/webhook/", data=content,
@@ -270,3 +271,18 @@ def test_a_channel_created_before_version_2_keeps_version_1(client, channel, sku
     Channel.objects.filter(pk=channel.pk).update(signature_version=1)
     channel.refresh_from_db()
     assert post(client, channel, body()).status_code == 202
+
+
+def test_a_version_1_channel_moves_to_version_2_without_a_gap(client, client_for, sku):
+    old = Channel.objects.create(code="OLD", name="old", kind="generic", signature_version=1)
+    # The integrator switches first: version 2 is taken on a version-1 channel ...
+    assert post(client, old, body(external_order_id="V2-1"), version=2).json()["result"] == "created"
+    assert post(client, old, body(external_order_id="V1-1"), version=1).json()["result"] == "created"
+    # ... then ops move the channel to 2, and version 1 is refused from then on.
+    ops = client_for("ops")
+    assert ops.patch("/api/v1/channels/OLD/", {"signature_version": 2}, format="json").status_code == 200
+    old.refresh_from_db()
+    assert old.signature_version == 2
+    assert post(client, old, body(external_order_id="V1-2"), version=1).status_code == 401
+    back = ops.patch("/api/v1/channels/OLD/", {"signature_version": 1}, format="json")
+    assert back.status_code == 400 and "signature_version" in back.json()["fields"]
