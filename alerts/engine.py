@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from oms.queueing import enqueue_on_commit
 from orders.models import EventKind, OrderEvent, Track
 
 from .conditions import BUILTIN_RULES, CONDITIONS, BuiltinRule, Match
@@ -47,9 +48,8 @@ def check_alerts(now: datetime | None = None) -> ScanResult:
             logger.exception("alert rule %s failed", code)
             result.rules[code] = RuleResult(error=f"{exc.__class__.__name__}: {exc}")
     if result.total("opened") or result.total("escalated"):
-        from .tasks import deliver_notifications
-
-        transaction.on_commit(deliver_notifications.delay)
+        # Delivered now rather than at the next 30 s beat; a broker outage leaves them to it.
+        enqueue_on_commit("alerts.deliver_notifications")
     return result
 
 
