@@ -1,5 +1,7 @@
+import uuid
+
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -279,3 +281,44 @@ class CacheCheck(models.Model):
     def hit_rate(self) -> float | None:
         total = self.hits + self.misses
         return None if total == 0 else self.hits / total
+
+
+class CacheGeneration(models.Model):
+    """This database's identity in the availability cache: one row, a random token that the
+    Redis keys are namespaced by. A new database (migrate, or a flush: the row is created again
+    on first use) gets a new token, so Redis can never serve numbers, or refuse writes as older,
+    from another database. A restore brings back the backup's token: run
+    `manage.py rotate_cache_generation` after one."""
+
+    ONE = 1
+
+    token = models.CharField(_("token"), max_length=32)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("availability cache generation")
+        verbose_name_plural = _("availability cache generations")
+
+    def __str__(self):
+        return self.token
+
+    @staticmethod
+    def new_token() -> str:
+        return uuid.uuid4().hex
+
+    @classmethod
+    def current(cls) -> str:
+        """The token, creating the row if it is missing (a flushed database)."""
+        token = cls.objects.filter(pk=cls.ONE).values_list("token", flat=True).first()
+        if token is None:
+            token = cls.objects.get_or_create(pk=cls.ONE, defaults={"token": cls.new_token()})[0].token
+        return token
+
+    @classmethod
+    def rotate(cls) -> tuple[str | None, str]:
+        """A new token (after a restore): every cached value of the old one is left behind."""
+        with transaction.atomic():
+            old = cls.objects.select_for_update().filter(pk=cls.ONE).values_list("token", flat=True).first()
+            new = cls.new_token()
+            cls.objects.update_or_create(pk=cls.ONE, defaults={"token": new})
+        return old, new

@@ -17,6 +17,7 @@ from oms.errors import Conflict, Invalid
 from . import stock
 from .models import (
     SKU,
+    CacheGeneration,
     ChannelListing,
     ListingChange,
     MovementKind,
@@ -67,9 +68,14 @@ def set_safety_stock(warehouse_code: str, sku_code: str, safety_stock: int) -> S
         raise Invalid({"safety_stock": ["must be a whole number, zero or more"]})
     warehouse, sku = _resolve(warehouse_code, sku_code)
     level, _ = StockLevel.objects.get_or_create(warehouse=warehouse, sku=sku)
-    StockLevel.objects.filter(pk=level.pk).update(safety_stock=safety_stock, version=F("version") + 1)
+    StockLevel.objects.filter(pk=level.pk).update(
+        safety_stock=safety_stock, version=F("version") + 1, updated_at=timezone.now())
+    level = StockLevel.objects.get(pk=level.pk)
+    stock.publish_after_commit(stock.LevelState(
+        level.warehouse_id, level.sku_id, level.on_hand, level.reserved, level.safety_stock, level.version,
+        CacheGeneration.current()))
     review_listings(sku.pk)
-    return StockLevel.objects.get(pk=level.pk)
+    return level
 
 
 # --- reservations ---------------------------------------------------------------------------

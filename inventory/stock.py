@@ -7,6 +7,10 @@ by the same statement (a data-modifying CTE): one round trip, and the row lock i
 short a time as possible, which is what bounds throughput on a hot SKU. Callers run inside a
 transaction and change several rows in one fixed order (SKU id, then warehouse id), which
 rules out deadlocks.
+
+Every statement also returns the database's availability-cache generation (a one-row lookup in
+the same round trip), so the write-through after commit goes to the namespace of the database
+it was committed to, even in a process that has not yet noticed a restore or a reset.
 """
 
 from dataclasses import dataclass
@@ -14,15 +18,16 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .models import MovementKind, StockLevel, StockMovement
+from .models import CacheGeneration, MovementKind, StockLevel, StockMovement
 
 _LEVELS = StockLevel._meta.db_table
 _MOVEMENTS = StockMovement._meta.db_table
+_GENERATION = f"(SELECT token FROM {CacheGeneration._meta.db_table} WHERE id = {CacheGeneration.ONE})"  # noqa: S608
 _SET = (
     f"UPDATE {_LEVELS} SET on_hand = on_hand + %s, reserved = reserved + %s, "  # noqa: S608
     "version = version + 1, updated_at = CURRENT_TIMESTAMP "
     "WHERE warehouse_id = %s AND sku_id = %s AND {guard} "
-    "RETURNING on_hand, reserved, safety_stock, version"
+    f"RETURNING on_hand, reserved, safety_stock, version, {_GENERATION} AS generation"
 )
 _MOVEMENT_COLUMNS = (
     "warehouse_id, sku_id, kind, on_hand_delta, reserved_delta, reason, reference, order_id, "
@@ -34,7 +39,7 @@ _SET_AND_RECORD = (
     "WITH level AS ({update}), movement AS ("  # noqa: S608
     f"INSERT INTO {_MOVEMENTS} ({_MOVEMENT_COLUMNS}) "
     "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM level RETURNING 1) "
-    "SELECT on_hand, reserved, safety_stock, version FROM level"
+    "SELECT on_hand, reserved, safety_stock, version, generation FROM level"
 )
 
 
@@ -46,6 +51,7 @@ class LevelState:
     reserved: int
     safety_stock: int
     version: int
+    generation: str | None = None  # the database's cache generation when it was written
 
     @property
     def available(self) -> int:
@@ -79,8 +85,14 @@ def _change(warehouse_id: int, sku_id: int, kind: str, on_hand_delta: int, reser
     if row is None:
         return None
     state = LevelState(warehouse_id, sku_id, *row)
-    transaction.on_commit(lambda: _publish(state))
+    publish_after_commit(state)
     return state
+
+
+def publish_after_commit(state: LevelState) -> None:
+    """Write the new numbers through to the availability cache once the transaction commits
+    (nothing for a rollback)."""
+    transaction.on_commit(lambda: _publish(state))
 
 
 def _publish(state: LevelState) -> None:
@@ -158,11 +170,11 @@ def reserve_many(movements: list[StockMovement]) -> list[LevelState] | None:
             "WHERE level.warehouse_id = v.warehouse_id AND level.sku_id = v.sku_id "
             "AND level.on_hand - level.reserved >= v.quantity "
             "RETURNING level.warehouse_id, level.sku_id, level.on_hand, level.reserved, level.safety_stock, "
-            "level.version", [value for pair in pairs for value in (*pair, totals[pair])])
+            f"level.version, {_GENERATION}", [value for pair in pairs for value in (*pair, totals[pair])])
         states = [LevelState(*row) for row in cursor.fetchall()]
     if len(states) != len(pairs):  # the rows are locked: only a bug gets here
         raise LedgerError(f"reserved {len(states)} of {len(pairs)} levels that had the stock")
     copy_instances(movements)
     for state in states:
-        transaction.on_commit(lambda state=state: _publish(state))
+        publish_after_commit(state)
     return states
