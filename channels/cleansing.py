@@ -33,7 +33,7 @@ def apply_rules(data: dict, rules: Iterable) -> dict:
             elif rule.action == "strip_prefix" and isinstance(value, str) and rule.argument \
                     and value.startswith(rule.argument):
                 container[key] = value[len(rule.argument):]
-            elif rule.action == "map_value" and "=>" in rule.argument:
+            elif rule.action == "map_value" and "=>" in rule.argument and not isinstance(value, dict | list):
                 source, target = rule.argument.split("=>", 1)
                 if str(value) == source.strip():
                     container[key] = target.strip()

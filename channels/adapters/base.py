@@ -18,6 +18,7 @@ as decimal strings and line `sku` as the seller's SKU code:
 from __future__ import annotations
 
 import math
+import reprlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -144,9 +145,9 @@ class ChannelAdapter(ABC):
         is unreadable input (NormaliseError), never guessed."""
         if value is None or value == "":
             raise NormaliseError(field, "missing")
-        key = str(value)
+        key = printed(value)
         if key not in self.status_map:
-            raise NormaliseError(field, f"unknown platform status {value!r}")
+            raise NormaliseError(field, f"unknown platform status {shown(value)}")
         return self.status_map[key]
 
 
@@ -187,3 +188,32 @@ class NormaliseError(Exception):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel = 3
+_SHOWN.maxstring = _SHOWN.maxother = 80
+_SHOWN.maxlong = 40
+
+
+def shown(value) -> str:
+    """A raw value as an error message shows it: repr for a scalar, cut short when long, and
+    never recursing through a nested value (repr of a list nested 1,000 deep overflows the
+    stack)."""
+    try:
+        return _SHOWN.repr(value)
+    except ValueError:  # an int of more digits than repr() converts
+        return f"<{type(value).__name__} too long to show>"
+
+
+def printed(value) -> str:
+    """str() of a scalar; of a list or object (whose str() recurses), or an int too long for
+    str(), what shown() makes of it."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list | tuple):
+        return shown(value)
+    try:
+        return str(value)
+    except ValueError:
+        return shown(value)

@@ -11,38 +11,44 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
-from .base import NormaliseError
+from .base import NormaliseError, printed, shown
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
 # Dates platforms send for "not yet" (JD: 0001-01-01 00:00:00).
 NO_DATE_PREFIXES = ("0001-01-01", "0000-00-00")
+# Numbers of more digits are no amount, count or time any platform sends. Bounding them keeps
+# every sum and product of them exact enough and quantize() within the decimal context.
+MAX_DIGITS = 18
+# Money leaves through a context wide enough for any sum of such numbers: an order that does
+# not fit our numeric(14, 2) is the order serializer's to refuse, naming the field.
+_WIDE = Context(prec=80)
 
 
 def decimal_of(value, field: str) -> Decimal:
     """The exact decimal a platform sent (string, int, Decimal or JSON-parsed float)."""
     if value is None or value == "":
         raise NormaliseError(field, "missing")
-    if isinstance(value, bool):
-        raise NormaliseError(field, f"not an amount: {value!r}")
     if isinstance(value, float):
         text = repr(value)
-    elif isinstance(value, int | Decimal):
-        text = str(value)
+    elif isinstance(value, int | Decimal) and not isinstance(value, bool):
+        text = printed(value)
     elif isinstance(value, str):
         text = value.strip()
     else:
-        raise NormaliseError(field, f"not an amount: {value!r}")
+        raise NormaliseError(field, f"not an amount: {shown(value)}")
     try:
         number = Decimal(text)
     except InvalidOperation:
-        raise NormaliseError(field, f"not an amount: {value!r}") from None
+        raise NormaliseError(field, f"not an amount: {shown(value)}") from None
     if not number.is_finite():
-        raise NormaliseError(field, f"not an amount: {value!r}")
+        raise NormaliseError(field, f"not an amount: {shown(value)}")
+    if number and number.adjusted() >= MAX_DIGITS:
+        raise NormaliseError(field, f"not an amount: {shown(value)} has more than {MAX_DIGITS} digits")
     return number
 
 
@@ -53,7 +59,7 @@ def yuan(value, field: str, default: str | None = None) -> Decimal:
     number = decimal_of(value, field)
     cents = number.quantize(CENT)
     if cents != number:
-        raise NormaliseError(field, f"{value!r} has more than two decimals")
+        raise NormaliseError(field, f"{shown(value)} has more than two decimals")
     return cents + ZERO  # normalises -0.00 to 0.00
 
 
@@ -63,20 +69,20 @@ def fen(value, field: str, default: int | None = None) -> Decimal:
         value = default
     number = decimal_of(value, field)
     if number != number.to_integral_value():
-        raise NormaliseError(field, f"{value!r} is not a whole number of fen")
+        raise NormaliseError(field, f"{shown(value)} is not a whole number of fen")
     return (number.scaleb(-2)).quantize(CENT) + ZERO
 
 
 def money(amount: Decimal) -> str:
     """Decimal → "12.30" (never an exponent, never -0.00)."""
-    return format((amount + ZERO).quantize(CENT), "f")
+    return format((amount + ZERO).quantize(CENT, context=_WIDE), "f")
 
 
 def whole(value, field: str, minimum: int = 0) -> int:
     """A whole number (possibly sent as a string) of at least `minimum`."""
     number = decimal_of(value, field)
     if number != number.to_integral_value() or number < minimum:
-        raise NormaliseError(field, f"not a whole number ≥ {minimum}: {value!r}")
+        raise NormaliseError(field, f"not a whole number ≥ {minimum}: {shown(value)}")
     return int(number)
 
 
@@ -96,17 +102,18 @@ def local_time(value, field: str) -> str | None:
     if isinstance(value, int | Decimal) and not isinstance(value, bool):
         return unix_time(value, field)
     if not isinstance(value, str):
-        raise NormaliseError(field, f"not a time: {value!r}")
+        raise NormaliseError(field, f"not a time: {shown(value)}")
     text = value.strip()
     if text.startswith(NO_DATE_PREFIXES):
         return None
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise NormaliseError(field, f"not a time: {value!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=SHANGHAI)
-    return moment.astimezone(SHANGHAI).isoformat()
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=SHANGHAI)
+        # 9999-12-31T23:00-10:00 is a valid text whose Beijing time is past year 9999.
+        return moment.astimezone(SHANGHAI).isoformat()
+    except (ValueError, OverflowError):
+        raise NormaliseError(field, f"not a time: {shown(value)}") from None
 
 
 def unix_time(value, field: str) -> str | None:
@@ -115,11 +122,11 @@ def unix_time(value, field: str) -> str | None:
         return None
     number = decimal_of(value, field)
     if number != number.to_integral_value() or number < 0:
-        raise NormaliseError(field, f"not unix seconds: {value!r}")
+        raise NormaliseError(field, f"not unix seconds: {shown(value)}")
     try:
         return datetime.fromtimestamp(int(number), SHANGHAI).isoformat()
     except (OverflowError, OSError, ValueError):
-        raise NormaliseError(field, f"not unix seconds: {value!r}") from None
+        raise NormaliseError(field, f"not unix seconds: {shown(value)}") from None
 
 
 def beijing(moment: datetime) -> str:
@@ -131,7 +138,7 @@ def text(value) -> str:
     """A string field as given (masked phones such as 138****1234 stay as they are)."""
     if value is None:
         return ""
-    return str(value).strip()
+    return printed(value).strip()
 
 
 # Ciphertext some platforms put in PII fields (Pinduoduo "~…~", Douyin "#…#", "$…$").
@@ -150,8 +157,8 @@ def readable(value, mask=None) -> str:
 def identifier(value, field: str) -> str:
     """A platform id (number or string) as a string; NormaliseError when missing."""
     if value is None or isinstance(value, bool | dict | list):
-        raise NormaliseError(field, "missing" if value is None else f"not an id: {value!r}")
-    result = str(value).strip()
+        raise NormaliseError(field, "missing" if value is None else f"not an id: {shown(value)}")
+    result = printed(value).strip()
     if not result:
         raise NormaliseError(field, "missing")
     return result

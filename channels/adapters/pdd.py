@@ -25,6 +25,7 @@ from .base import (
     TransportError,
     Window,
     pages_backwards,
+    shown,
 )
 from .fields import count, identifier, local_time, money, readable, text, without_empty_times, yuan
 from .signing import sign_sorted_params
@@ -117,9 +118,9 @@ class PinduoduoAdapter(ChannelAdapter):
         refund_status = text(raw.get("refund_status")) or "1"
         confirm_status = text(raw.get("confirm_status")) or "1"
         if refund_status not in self.refund_status_map:
-            raise NormaliseError("refund_status", f"unknown refund status {raw.get('refund_status')!r}")
+            raise NormaliseError("refund_status", f"unknown refund status {shown(raw.get('refund_status'))}")
         if confirm_status not in self.confirm_status_map:
-            raise NormaliseError("confirm_status", f"unknown confirm status {raw.get('confirm_status')!r}")
+            raise NormaliseError("confirm_status", f"unknown confirm status {shown(raw.get('confirm_status'))}")
         status = self.refund_status_map[refund_status] or self.confirm_status_map[confirm_status] or status
 
         items = raw.get("item_list")

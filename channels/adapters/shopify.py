@@ -157,7 +157,7 @@ class ShopifyAdapter(ChannelAdapter):
         nodes = list(_nodes(items)) if isinstance(items, dict) else items
         if not isinstance(nodes, list) or not nodes:
             raise NormaliseError("lineItems", "no line items")
-        if isinstance(items, dict) and (items.get("pageInfo") or {}).get("hasNextPage"):
+        if isinstance(items, dict) and _has_next_page(items):
             raise NormaliseError("lineItems", "only the first page of line items was fetched")
         lines = []
         for index, item in enumerate(nodes):
@@ -218,10 +218,13 @@ class ShopifyAdapter(ChannelAdapter):
         return without_empty_times(data)
 
     def _paid_at(self, raw: dict) -> str | None:
+        transactions = raw.get("transactions") or []
+        if not isinstance(transactions, list):
+            raise NormaliseError("transactions", "not a list")
         moments = [
             local_time(t.get("processedAt"), "transactions[].processedAt")
-            for t in raw.get("transactions") or []
-            if isinstance(t, dict) and t.get("status") == "SUCCESS" and t.get("kind") in self.paid_kinds
+            for t in transactions
+            if isinstance(t, dict) and t.get("status") == "SUCCESS" and text(t.get("kind")) in self.paid_kinds
         ]
         moments = [m for m in moments if m]
         return min(moments) if moments else None
@@ -251,12 +254,20 @@ class ShopifyAdapter(ChannelAdapter):
 
 
 def _nodes(connection: dict) -> Iterator[dict]:
-    """The nodes of a GraphQL connection, given as `nodes` or as `edges[].node`."""
+    """The nodes of a GraphQL connection, given as `nodes` or as `edges[].node`; whatever is
+    not a list of them is no nodes (a node that is no object is the caller's to refuse)."""
     if "nodes" in connection:
-        yield from connection.get("nodes") or []
+        nodes = connection.get("nodes")
+        yield from nodes if isinstance(nodes, list) else []
     else:
-        for edge in connection.get("edges") or []:
-            yield edge.get("node") or {}
+        edges = connection.get("edges")
+        for edge in edges if isinstance(edges, list) else []:
+            yield (edge.get("node") or {}) if isinstance(edge, dict) else edge
+
+
+def _has_next_page(connection: dict) -> bool:
+    page = connection.get("pageInfo")
+    return isinstance(page, dict) and bool(page.get("hasNextPage"))
 
 
 def _amount(obj: dict, key: str, field: str, default: str | None = None):
@@ -266,6 +277,8 @@ def _amount(obj: dict, key: str, field: str, default: str | None = None):
     if not isinstance(bag, dict):
         raise NormaliseError(field, "missing")
     shop = bag.get("shopMoney") or {}
+    if not isinstance(shop, dict):
+        raise NormaliseError(f"{field}.shopMoney", "not a JSON object")
     return yuan(shop.get("amount"), f"{field}.shopMoney.amount", default=default)
 
 

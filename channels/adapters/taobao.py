@@ -166,6 +166,8 @@ class TaobaoAdapter(ChannelAdapter):
         for envelope in ("trade_fullinfo_get_response", "trade_get_response"):
             if isinstance(raw.get(envelope), dict):
                 raw = raw[envelope].get("trade") or {}
+                if not isinstance(raw, dict):
+                    raise NormaliseError(f"{envelope}.trade", "not a JSON object")
         return raw
 
     def external_id(self, raw: dict) -> str:

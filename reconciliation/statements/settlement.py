@@ -4,10 +4,22 @@ The settled amount is what the channel pays out, already net of its commission a
 the fee columns are reported for information and must not be subtracted again.
 """
 
+from decimal import Decimal
+
 from .header import Layout, is_summary
 from .model import ZERO, StatementRow
 from .rowloop import run
-from .values import amount, clean, currency, ident, optional_amount, when
+from .values import (
+    AMOUNT_DIGITS,
+    TOO_LARGE,
+    CellError,
+    amount,
+    clean,
+    currency,
+    ident,
+    optional_amount,
+    when,
+)
 
 PROFILE = "channel_settlement"
 
@@ -23,6 +35,7 @@ CURRENCY = ("币种", "currency")
 _MARKERS = ("结算时间", "settled_at", "结算日期", "结算金额", "settled_amount", "实际结算金额", "结算单号",
             "settlement_no", "结算流水号")
 _ALL = (ORDER_NO, SETTLED_AT, SETTLED, FEES, SERIAL, PARTY, MEMO)
+FEES_LIMIT = Decimal(10) ** AMOUNT_DIGITS
 
 
 def recognise(layout: Layout) -> bool:
@@ -44,6 +57,8 @@ def parser(layout: Layout):
         order_ref = ident(cells[order])
         value = amount(cells[settled])
         fee = sum((abs(optional_amount(cells[index])) for index in fees), ZERO)
+        if fee >= FEES_LIMIT:
+            raise CellError(f"fees add up to {TOO_LARGE}")
         kind, returned = "payment", ZERO
         if value < 0:
             kind, fee, returned = "refund", ZERO, fee

@@ -19,6 +19,9 @@ MISSING = "missing value"
 NOT_AMOUNT = "not an amount"
 NOT_DATE = "not a date"
 NOT_TIME = "not a time"
+# Money columns are numeric(14, 2): twelve digits before the point.
+TOO_LARGE = "more than 12 digits before the decimal point"
+AMOUNT_DIGITS = 12
 
 # Backticks (WeChat), trailing tabs (Alipay), NBSP/ideographic spaces (Excel, Chinese banks).
 _STRIP = " \t\r\n\x0b\x0c\xa0\u3000\ufeff`"
@@ -37,6 +40,9 @@ _LOOSE_DATETIME = re.compile(
     re.ASCII,
 )
 _COMPACT_DATETIME = re.compile(r"(\d{4})(\d{2})(\d{2})(?:[ T]?(\d{2}):?(\d{2})(?::?(\d{2}))?)?", re.ASCII)
+# _LOOSE_DATETIME takes any run of whitespace wherever it takes one, so runs are shortened to one
+# space first: three \s* in a row make a long run cost cubic time to fail (58 s for 2,000 spaces).
+_WHITESPACE_RUN = re.compile(r"\s{2,}", re.ASCII)
 
 _CURRENCIES = {
     "CNY": "CNY", "RMB": "CNY", "人民币": "CNY", "156": "CNY", "¥": "CNY", "￥": "CNY",
@@ -84,8 +90,10 @@ def optional_amount(raw: str) -> Decimal:
 
 def _decimal(text: str) -> Decimal:
     # Nearly every cell is plain 1234.56: let Decimal parse it once isascii() has ruled out
-    # Unicode digits and "_", the separators Decimal would otherwise accept.
-    if text[-3:-2] == "." and text.isascii() and "_" not in text:
+    # Unicode digits and "_", the separators Decimal would otherwise accept, two digits after
+    # the point an exponent (1.e5), and the length more than AMOUNT_DIGITS digits.
+    if (text[-3:-2] == "." and text[-2:].isdigit() and len(text) <= AMOUNT_DIGITS + 3 and text.isascii()
+            and "_" not in text):
         try:
             value = Decimal(text)
         except InvalidOperation:
@@ -116,6 +124,8 @@ def _amount(text: str) -> Decimal:
     whole, _, frac = text.partition(".")
     if not (text.isascii() and whole.isdigit() and (frac.isdigit() or not frac)):
         raise CellError(NOT_AMOUNT)
+    if len(whole) > AMOUNT_DIGITS and len(whole.lstrip("0")) > AMOUNT_DIGITS:
+        raise CellError(TOO_LARGE)
     if len(frac) > 2:
         # WeChat prints fees with 5 places (0.36000); only trailing zeros are harmless.
         if frac[2:].strip("0"):
@@ -169,7 +179,7 @@ def _when(text: str) -> datetime:
 
 
 def _loose(text: str) -> datetime:
-    match = _LOOSE_DATETIME.fullmatch(text) or _COMPACT_DATETIME.fullmatch(text)
+    match = _LOOSE_DATETIME.fullmatch(_WHITESPACE_RUN.sub(" ", text)) or _COMPACT_DATETIME.fullmatch(text)
     if match is None:
         raise CellError(NOT_DATE)
     try:

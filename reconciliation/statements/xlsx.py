@@ -3,13 +3,14 @@
 openpyxl trusts the workbook. It holds a <row>'s whole XML tree in memory before reading the
 row, keeps every element of the shared-string table and of the parts it parses whole (styles,
 workbook, relationships) and reads each shared string at some 25 µs: a 46 KB upload holding a
-million empty strings costs it 50 s, and one row of a million <c/> 300 MB. So before openpyxl
+million one-letter strings costs it 50 s, and one row of a million <c/> 300 MB. So before openpyxl
 sees a workbook, its parts' declared sizes are charged to the unpacked budget (zipfile never
 reads a member past its declared size) and every XML part is streamed once through expat,
 holding nothing, against the limits below.
 """
 
 import io
+import posixpath
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -29,13 +30,30 @@ ROW_ELEMENTS = 1 << 17
 # Elements of the parts openpyxl parses whole, all of them together: a real workbook's styles,
 # properties and relationships hold a few thousand; openpyxl reads some 60,000 a second.
 PART_ELEMENTS = 250_000
-# Parts openpyxl never parses in read-only mode; what they hold costs nothing but their size.
+# Parts openpyxl does not parse in read-only mode: formula chains, pivot caches and comments of
+# big workbooks may hold millions of elements. They have a budget of their own, not none:
+# openpyxl reads whatever a <sheet> entry points at as a worksheet, whatever its root, and keeps
+# every element outside its rows.
+UNREAD_ELEMENTS = 2_000_000
 _UNREAD = frozenset({
     "calcChain", "pivotCacheDefinition", "pivotCacheRecords", "pivotTableDefinition", "comments",
     "threadedComments", "queryTable", "table", "connections", "externalLink", "metadata",
     "volTypes", "personList", "xml",
 })
 _SHEET_ROOTS = frozenset({"worksheet", "chartsheet", "dialogsheet", "macrosheet"})
+# Parts openpyxl parses whole, found by fixed path, by content type, or by the type of the
+# relationship that points at them (chartsheets and their drawings are read even read-only).
+_READ_WHOLE = ("[Content_Types].xml", "xl/styles.xml", "docProps/core.xml", "docProps/custom.xml")
+_SPREADSHEET_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml"
+_WORKBOOK_TYPES = frozenset({
+    f"{_SPREADSHEET_TYPE}.sheet.main+xml", f"{_SPREADSHEET_TYPE}.template.main+xml",
+    "application/vnd.ms-excel.sheet.macroEnabled.main+xml", "application/vnd.ms-excel.template.macroEnabled.main+xml",
+})
+_SHARED_STRINGS_TYPE = f"{_SPREADSHEET_TYPE}.sharedStrings+xml"
+_RELATIONSHIP_ROLES = {
+    "officeDocument": "whole", "chartsheet": "whole", "drawing": "whole", "chart": "whole", "styles": "whole",
+    "core-properties": "whole", "custom-properties": "whole", "sharedStrings": "strings",
+}
 # zipfile's reading errors: bad CRC, truncated or unsupported compression, encryption.
 ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError,
               ValueError)
@@ -140,19 +158,25 @@ def _unreadable(why: str) -> StatementFormatError:
 
 
 class _Skip(Exception):
-    """Stops streaming a part: it needs no more looking at (or is looked at later)."""
+    """Stops streaming the shared strings: they are looked at once the sheets have been."""
 
 
 class _Inspection:
     """Every XML part of the workbook streamed once, against the limits, keeping nothing.
 
-    Worksheets: at most max_cells cells in all, counted as openpyxl will yield them (rows as
-    wide as their last cell, skipped rows as empty ones); ROW_ELEMENTS elements under one
-    row; row numbers within Excel's; PART_ELEMENTS elements outside rows (openpyxl keeps
-    those). The shared-string table: no more strings than twice the sheets' string cells
-    (plus some slack for sloppy writers), as a real table holds each distinct string once.
-    The other parts openpyxl reads: PART_ELEMENTS elements in all. No part may have a DTD
-    (Excel never writes one; entities are how XML bombs expand).
+    A part's budget follows what openpyxl will do with it, which depends on how openpyxl finds
+    it (by fixed path, content type or relationship) as much as on its root element; the
+    manifest and the relationships are read first to know, and the strictest reading wins.
+
+    Parts openpyxl parses whole (manifest, relationships, workbook, styles, properties,
+    chartsheets and their drawings): PART_ELEMENTS elements in all. Worksheets: at most
+    max_cells cells in all, counted as openpyxl will yield them (rows as wide as their last
+    cell, skipped rows as empty ones); ROW_ELEMENTS elements under one row; row numbers within
+    Excel's; PART_ELEMENTS elements outside rows (openpyxl keeps those). The shared-string
+    table: no more strings than twice the sheets' string cells (plus some slack for sloppy
+    writers), as a real table holds each distinct string once. Parts openpyxl does not read:
+    UNREAD_ELEMENTS. No part may have a DTD (Excel never writes one; entities are how XML
+    bombs expand).
     """
 
     def __init__(self, archive: zipfile.ZipFile, max_cells: int):
@@ -161,16 +185,25 @@ class _Inspection:
         self.cells = 0
         self.string_cells = 0
         self.other_elements = 0
+        self.unread_elements = 0
         self.sheet_entries = 0
         self.sheet_parts = 0
+        self.overrides: list[tuple[str, str]] = []  # (part name, content type)
+        self.relationships: list[tuple[str, str, str, str]] = []  # (.rels part, type, target, mode)
 
     def run(self) -> None:
+        infos = [info for info in self.archive.infolist() if not info.is_dir()]
+        declarations = [info for info in infos if _declares(info.filename)]
+        for info in declarations:
+            self._stream(info, lambda name, attrs, part=info.filename: self._declarations(part))
+        roles = self._roles()
         tables = []
-        for info in self.archive.infolist():
-            if info.is_dir():
+        for info in infos:
+            if info in declarations:
                 continue
-            root = self._stream(info, self._classify)
-            if root == "sst":
+            role = roles.get(info.filename, "")
+            root = self._stream(info, lambda name, attrs, role=role: self._classify(role, name))
+            if role == "strings" or (root == "sst" and not role):
                 tables.append(info)
         if self.sheet_entries > self.sheet_parts:
             # Sheet entries sharing one part make openpyxl read that part once per entry.
@@ -178,6 +211,24 @@ class _Inspection:
         allowed = 2 * self.string_cells + 1000
         for info in tables:
             self._stream(info, lambda name, attrs: self._strings(allowed))
+
+    def _roles(self) -> dict[str, str]:
+        """Part name → "whole" (openpyxl parses it whole) or "strings" (its shared strings),
+        found as openpyxl finds them."""
+        roles = dict.fromkeys(_READ_WHOLE, "whole")
+        workbook = next((part for part, kind in self.overrides if kind in _WORKBOOK_TYPES), "/xl/workbook.xml")
+        roles[workbook.lstrip("/")] = "whole"
+        for part, kind in self.overrides:
+            if kind == _SHARED_STRINGS_TYPE:
+                roles.setdefault(part.lstrip("/"), "strings")
+        for rels, kind, target, mode in self.relationships:
+            if mode == "External" or not target:
+                continue
+            role = _RELATIONSHIP_ROLES.get(kind.rpartition("/")[2], "")
+            path = _resolve(rels, target)
+            if role == "whole" or (role and path not in roles):
+                roles[path] = role
+        return roles
 
     def _stream(self, info: zipfile.ZipInfo, root_handler) -> str:
         """Feed one member to expat; returns the local name of its root element ("" if not XML)."""
@@ -205,17 +256,40 @@ class _Inspection:
             raise StatementFormatError("damaged zip/xlsx file") from None
         return state["root"]
 
-    def _classify(self, name: str, attrs):
+    def _classify(self, role: str, name: str):
         local = name.rpartition(" ")[2]
-        if local == "sst":
-            raise _Skip
-        if local in _UNREAD:
-            raise _Skip
         if local in _SHEET_ROOTS:
             self.sheet_parts += 1
+        if role == "whole":
+            return self._other
+        if role == "strings" or local == "sst":
+            raise _Skip  # looked at once the sheets have been counted
         if local == "worksheet":
             return self._sheet
+        if local in _UNREAD:
+            return self._unread
         return self._other
+
+    def _declarations(self, part: str):
+        """The manifest and the relationships: parsed whole by openpyxl, and what says which
+        part openpyxl will read how."""
+
+        def install(parser, name, attrs):
+            def start(name, attrs):
+                self.other_elements += 1
+                if self.other_elements > PART_ELEMENTS:
+                    raise _unreadable(f"more than {PART_ELEMENTS:,} XML elements besides the sheets")
+                local = name.rpartition(" ")[2]
+                if local == "Override":
+                    self.overrides.append((attrs.get("PartName", ""), attrs.get("ContentType", "")))
+                elif local == "Relationship":
+                    self.relationships.append(
+                        (part, attrs.get("Type", ""), attrs.get("Target", ""), attrs.get("TargetMode", "")))
+
+            parser.StartElementHandler = start
+            start(name, attrs)
+
+        return install
 
     def _other(self, parser, name, attrs) -> None:
         def start(name, attrs):
@@ -224,6 +298,16 @@ class _Inspection:
                 raise _unreadable(f"more than {PART_ELEMENTS:,} XML elements besides the sheets")
             if name == _SHEET:
                 self.sheet_entries += 1
+
+        parser.StartElementHandler = start
+        start(name, attrs)
+
+    def _unread(self, parser, name, attrs) -> None:
+        def start(name, attrs):
+            self.unread_elements += 1
+            if self.unread_elements > UNREAD_ELEMENTS:
+                raise _unreadable(f"more than {UNREAD_ELEMENTS:,} XML elements in formula chains, pivot "
+                                  "caches and comments")
 
         parser.StartElementHandler = start
         start(name, attrs)
@@ -300,6 +384,17 @@ class _Inspection:
             start(name, attrs)
 
         return install
+
+
+def _declares(name: str) -> bool:
+    return name == "[Content_Types].xml" or name.endswith(".rels")
+
+
+def _resolve(rels: str, target: str) -> str:
+    """A relationship's target as openpyxl resolves it: from the folder above the _rels one."""
+    if target.startswith("/"):
+        return target[1:]
+    return posixpath.normpath(posixpath.join(posixpath.split(posixpath.dirname(rels))[0], target))
 
 
 def _row_number(raw: str | None) -> int | None:

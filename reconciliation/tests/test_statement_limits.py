@@ -296,6 +296,53 @@ def test_styles_with_hundreds_of_thousands_of_elements_are_refused():
         "not a readable .xlsx workbook (more than 250,000 XML elements besides the sheets)")
 
 
+def test_a_big_formula_chain_openpyxl_does_not_read_is_no_reason_to_refuse():
+    chain = b"<calcChain " + MAIN + b">" + b'<c r="E2" i="1"/>' * 300_000 + b"</calcChain>"
+    data = rezip(files.xlsx([files.GENERIC_HEADER, *files.many_generic(3)]), {"xl/calcChain.xml": chain})
+    assert len(list(open_statement(data, filename="bill.xlsx").rows())) == 3
+
+
+def test_a_part_openpyxl_reads_by_its_path_is_limited_whatever_its_root():
+    # openpyxl parses xl/styles.xml whole whatever its root: the root of a part it does not
+    # read buys it no exemption.
+    styles = b"<calcChain " + MAIN + b">" + b"<c/>" * 300_000 + b"</calcChain>"
+    assert refused(workbook(styles=styles), "bill.xlsx") == (
+        "not a readable .xlsx workbook (more than 250,000 XML elements besides the sheets)")
+
+
+def test_parts_openpyxl_does_not_read_have_a_budget_too():
+    chain = b"<calcChain " + MAIN + b">" + b"<c/>" * 2_100_000 + b"</calcChain>"
+    data = rezip(files.xlsx([files.GENERIC_HEADER, *files.many_generic(3)]), {"xl/calcChain.xml": chain})
+    assert refused(data, "bill.xlsx") == (
+        "not a readable .xlsx workbook (more than 2,000,000 XML elements in formula chains, pivot caches "
+        "and comments)")
+
+
+def rows_of_cells(rows: int, cells: int) -> bytes:
+    return b"".join(b"<row>" + b"<c/>" * cells + b"</row>" for _ in range(rows))
+
+
+def test_a_part_openpyxl_parses_whole_is_limited_even_when_it_looks_like_a_sheet():
+    # styles.xml is parsed whole (one tree in memory), whatever its root says.
+    assert refused(workbook(styles=sheet(rows_of_cells(30, 10_000))), "bill.xlsx") == (
+        "not a readable .xlsx workbook (more than 250,000 XML elements besides the sheets)")
+
+
+def test_a_chartsheet_is_limited_as_a_part_parsed_whole():
+    # openpyxl parses a chartsheet whole, even read-only: found by the relationship's type.
+    base = files.xlsx([files.GENERIC_HEADER, *files.many_generic(2)])
+    archive = zipfile.ZipFile(io.BytesIO(base))
+    book = archive.read("xl/workbook.xml")
+    book = book.replace(b"</sheets>", b'<sheet name="C" sheetId="9" state="visible" r:id="rIdC"/></sheets>')
+    rels = archive.read("xl/_rels/workbook.xml.rels").replace(
+        b"</Relationships>", b'<Relationship Id="rIdC" Target="chartsheets/sheet9.xml" Type="http://schemas.'
+        b'openxmlformats.org/officeDocument/2006/relationships/chartsheet"/></Relationships>')
+    data = rezip(base, {"xl/workbook.xml": book, "xl/_rels/workbook.xml.rels": rels,
+                        "xl/chartsheets/sheet9.xml": sheet(rows_of_cells(30, 10_000))})
+    assert refused(data, "bill.xlsx") == (
+        "not a readable .xlsx workbook (more than 250,000 XML elements besides the sheets)")
+
+
 def test_sheet_entries_sharing_one_sheet_part_are_refused():
     book = zipfile.ZipFile(io.BytesIO(files.xlsx([files.GENERIC_HEADER]))).read("xl/workbook.xml")
     entry = book[book.index(b"<sheet "):book.index(b"/>", book.index(b"<sheet ")) + 2]
