@@ -69,7 +69,7 @@ def import_statement(
     try:
         reader = open_statement(data, profile=profile or None, filename=filename)
     except StatementFormatError as exc:
-        raise StatementRejected(str(exc), [_error(exc.row, exc.column, "", str(exc))]) from None
+        raise _format_rejected(exc) from None
     channel = _settlement_channel(account) if reader.profile == SETTLEMENT_PROFILE else None
     try:
         with transaction.atomic():
@@ -83,7 +83,13 @@ def import_statement(
     except IntegrityError:
         # The same file uploaded twice at once: the unique (account, checksum) decided.
         raise already_imported(Statement.objects.get(account=account, checksum=checksum)) from None
+    except StatementFormatError as exc:  # the file breaks down past its header (rows are read lazily)
+        raise _format_rejected(exc) from None
     return statement
+
+
+def _format_rejected(exc: StatementFormatError) -> StatementRejected:
+    return StatementRejected(str(exc), [_error(exc.row, exc.column, "", str(exc))])
 
 
 def require_account(account: str) -> str:

@@ -124,3 +124,12 @@ def test_reconcile_command(capsys):
         call_command("reconcile", "--date", "yesterday")
     with pytest.raises(CommandError):
         call_command("reconcile")
+
+
+def test_a_file_that_breaks_down_past_its_header_is_a_400_naming_the_line(finance):
+    content = b"transaction_no,order_no,amount,occurred_at\r\n" + b"T-1,M-1,1.00,2025-03-01 10:00:00\r\n" * 100
+    content += b'T-2,"M-2' + b"x" * 200_000 + b"\r\n"  # an unclosed quote swallowing the rest: malformed CSV
+    reply = upload(finance, content, name="broken.csv", account="acct-broken")
+    assert reply.status_code == 400, reply.content
+    assert reply.json()["rows"][0]["row"] >= 100
+    assert not Statement.objects.filter(account="acct-broken").exists()
