@@ -14,6 +14,7 @@ from .paid_check import check_paid_without_record
 
 @shared_task(name="reconciliation.reconcile_period")
 def reconcile_period(start: str, end: str, trigger: str = ReconciliationRun.Trigger.MANUAL) -> int:
+    """Kept for the messages the previous release queued after imports (now queued runs)."""
     return run_reconciliation(date.fromisoformat(start), date.fromisoformat(end), trigger).pk
 
 
