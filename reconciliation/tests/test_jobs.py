@@ -150,7 +150,7 @@ def test_an_interrupted_run_is_failed_and_retried_a_bounded_number_of_times(djan
     with django_capture_on_commit_callbacks(execute=True):
         assert jobs.sweep(NOW)["runs_retried"] == 1
     dead.refresh_from_db()
-    assert dead.state == "failed" and "interrupted" in dead.error
+    assert dead.state == "failed" and dead.error == str(jobs.INTERRUPTED)
     retry = ReconciliationRun.objects.exclude(pk=dead.pk).get()
     assert (retry.state, retry.attempt, retry.trigger) == ("done", 2, "schedule")
     last = ReconciliationRun.objects.create(period_start=date(2025, 3, 2), period_end=date(2025, 3, 2),
