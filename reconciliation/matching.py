@@ -8,10 +8,6 @@ Two passes over a period of business days:
 Each finding is upserted by its fingerprint (kind + key), so a re-run of a period updates what
 it found before instead of listing it twice, and an open finding that is no longer found is
 resolved with a note in its history.
-
-On PostgreSQL the run takes reconciliation.matching_pg (the same findings; matched pairs never
-leave the join, see there); elsewhere the portable statements below, which also are the
-reference the PostgreSQL path is tested against.
 """
 
 from datetime import date, datetime, time, timedelta
@@ -67,8 +63,8 @@ _COVERING = """
     WHERE profile <> 'channel_settlement' AND period_start <= %(end)s AND period_end >= %(start)s
 """
 
-# Classification of vouchers `v` against lines grouped by key `l` (both CTEs of the pass).
-_PAIRS = f"""
+_TRANSACTION_FINDINGS = f"""
+    WITH covering AS ({_COVERING}), v AS ({_VOUCHERS}), l AS ({_LINES}),
     pairs AS (
         SELECT COALESCE(v.k, l.k) AS k, v.id AS voucher_id, l.line_id, v.amount AS expected,
                l.amount AS actual, COALESCE(v.day, l.day) AS day,
@@ -89,11 +85,6 @@ _PAIRS = f"""
                END AS kind
         FROM v FULL OUTER JOIN l ON l.k = v.k
     )
-"""
-
-_TRANSACTION_FINDINGS = f"""
-    WITH covering AS ({_COVERING}), v AS ({_VOUCHERS}), l AS ({_LINES}),
-    {_PAIRS}
 """
 
 # Several confirmed payments of one order: booked more than once.
@@ -175,19 +166,14 @@ TRANSACTION_PASS = (
     f" UNION ALL {_DUPLICATE_PAYMENTS})"
     + _UPSERT
 )
-_SETTLEMENT_ROWS = (
-    ", findings AS (SELECT 'settlement:' || p.kind || ':' || c.code || ':' || p.k AS fingerprint,"
+SETTLEMENT_PASS = (
+    _SETTLEMENT_FINDINGS
+    + ", findings AS (SELECT 'settlement:' || p.kind || ':' || c.code || ':' || p.k AS fingerprint,"
     " p.kind, COALESCE(p.line_day, %(start)s) AS day, p.k,"
     " COALESCE(p.known_order_no, p.k) AS order_no, c.code AS channel_code, p.expected,"
     " p.actual, CAST(NULL AS bigint) AS voucher_id, p.line_id"
     " FROM pairs p JOIN channels_channel c ON c.id = p.channel_id)"
-)
-SETTLEMENT_PASS = _SETTLEMENT_FINDINGS + _SETTLEMENT_ROWS + _UPSERT
-# The settlement findings as rows (the PostgreSQL path writes them with its other findings).
-SETTLEMENT_FINDINGS = (
-    _SETTLEMENT_FINDINGS + _SETTLEMENT_ROWS
-    + " SELECT fingerprint, kind, day, k, order_no, channel_code, expected, actual, voucher_id,"
-    " line_id FROM findings WHERE kind IS NOT NULL"
+    + _UPSERT
 )
 
 
@@ -231,45 +217,24 @@ def execute_run(run: ReconciliationRun) -> ReconciliationRun:
     return run
 
 
-def _reconcile(run: ReconciliationRun, fast: bool | None = None) -> None:
-    """One transaction. `fast`: the PostgreSQL path (default there); False forces the portable
-    passes (the reference in tests)."""
-    own_transaction = not connection.in_atomic_block
-    with transaction.atomic():
-        # The run row stays locked until the run commits: a sweep that can lock a "running" run
-        # knows its worker is gone (reconciliation.jobs.sweep).
-        ReconciliationRun.objects.select_for_update().only("pk").get(pk=run.pk)
-        tz = timezone.get_current_timezone()
-        params = {
-            "start": run.period_start, "end": run.period_end, "run": run.pk, "now": timezone.now(),
-            "day_start": datetime.combine(run.period_start, time.min, tz),
-            "day_end": datetime.combine(run.period_end + timedelta(days=1), time.min, tz),
-        }
-        if fast is None:
-            fast = connection.vendor == "postgresql"
-        if fast:
-            _reconcile_postgresql(run, params, own_transaction)
-            return
-        with connection.cursor() as cursor:
-            cursor.execute(TRANSACTION_PASS, params)
-            cursor.execute(SETTLEMENT_PASS, params)
-        _record_new_findings(run)
-        _resolve_cleared(run)
-        _suggest_matches(run)
-        _finish(run)
-
-
-def _reconcile_postgresql(run: ReconciliationRun, params: dict, own_transaction: bool) -> None:
-    from . import matching_pg  # which builds on this module's statements
-
-    done = matching_pg.reconcile(run.pk, params, own_transaction)
-    counts = {kind: 0 for kind in TRANSACTION_KINDS}
-    counts.update(done["counts"])
-    ReconciliationRun.objects.filter(pk=run.pk).update(
-        state=ReconciliationRun.State.DONE, counts=counts, vouchers=done["vouchers"],
-        statement_lines=done["lines"], matched=max(0, done["lines"] - done["disagreeing"]),
-        finished_at=timezone.now(),
-    )
+@transaction.atomic
+def _reconcile(run: ReconciliationRun) -> None:
+    # The run row stays locked until the run commits: a sweep that can lock a "running" run
+    # knows its worker is gone (reconciliation.runs.sweep_runs).
+    ReconciliationRun.objects.select_for_update().only("pk").get(pk=run.pk)
+    tz = timezone.get_current_timezone()
+    params = {
+        "start": run.period_start, "end": run.period_end, "run": run.pk, "now": timezone.now(),
+        "day_start": datetime.combine(run.period_start, time.min, tz),
+        "day_end": datetime.combine(run.period_end + timedelta(days=1), time.min, tz),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(TRANSACTION_PASS, params)
+        cursor.execute(SETTLEMENT_PASS, params)
+    _record_new_findings(run)
+    _resolve_cleared(run)
+    _suggest_matches(run)
+    _finish(run)
 
 
 def _record_new_findings(run: ReconciliationRun) -> None:
